@@ -1,0 +1,1 @@
+"""genres_jax: image generation and super-resolution in JAX."""
