@@ -1,0 +1,71 @@
+"""Orbax checkpoints of the train state, the base RNG key and the data iterator.
+
+A checkpoint is one Orbax step directory with three items: ``state`` (the task's pytree:
+parameters, optimizer state, EMA, step), ``rng`` (the base key of the run) and ``data`` (the
+grain iterator position of each process), so a resumed run continues with exactly the batches
+and random numbers an uninterrupted run would have used. Orbax writes a step to a temporary
+directory and renames it when complete, so a partly written step is never picked up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
+
+
+def make_manager(directory: str, *, save_every: int, keep: int) -> ocp.CheckpointManager:
+    """Saves every ``save_every`` steps (asynchronously) and keeps the newest ``keep``."""
+    options = ocp.CheckpointManagerOptions(
+        save_decision_policy=save_decision_policy.FixedIntervalPolicy(save_every),
+        preservation_policy=preservation_policy.LatestN(keep),
+        create=True,
+        enable_async_checkpointing=True,
+    )
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(
+    manager: ocp.CheckpointManager,
+    step: int,
+    state: Any,
+    rng: jax.Array,
+    data_iterator: Any,
+    *,
+    force: bool = False,
+) -> bool:
+    """Saves if the policy (or ``force``) says so; returns whether a save started."""
+    args = ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        rng=ocp.args.StandardSave({"key": rng}),
+        data=grain.checkpoint.CheckpointSave(data_iterator),
+    )
+    return manager.save(step, args=args, force=force)
+
+
+def abstract_like(tree: Any) -> Any:
+    """Shape/dtype/sharding skeleton of ``tree`` to restore into."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def restore(
+    manager: ocp.CheckpointManager,
+    step: int,
+    abstract_state: Any,
+    abstract_rng: Any,
+    data_iterator: Any,
+) -> tuple[Any, jax.Array]:
+    """Restores ``step`` into the given abstract targets; the iterator is restored in place."""
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            rng=ocp.args.StandardRestore({"key": abstract_rng}),
+            data=grain.checkpoint.CheckpointRestore(data_iterator),
+        ),
+    )
+    return restored["state"], restored["rng"]["key"]
