@@ -1,0 +1,178 @@
+"""Loss functions: GAN objectives, the WGAN-GP penalty, VAE terms and SR reconstruction losses.
+
+All are pure functions of arrays. GAN losses take discriminator/critic logits (B,) and return a
+scalar to be minimised. VAE terms are per-example (B,) values in nats; the task reduces them.
+Computation is in float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _f32(x: jax.Array) -> jax.Array:
+    return jnp.asarray(x, jnp.float32)
+
+
+def _sum_per_example(x: jax.Array) -> jax.Array:
+    return jnp.sum(x.reshape((x.shape[0], -1)), axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# GAN objectives
+# --------------------------------------------------------------------------------------------
+
+
+def nonsaturating_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Standard GAN discriminator loss (Goodfellow et al. 2014).
+
+    mean(softplus(-real)) + mean(softplus(fake)), i.e. binary cross-entropy on logits with label
+    1 for real and 0 for fake (-log sigmoid(l) = softplus(-l), -log(1 - sigmoid(l)) = softplus(l)):
+    the negation of the minimax value function.
+    """
+    return jnp.mean(jax.nn.softplus(-_f32(real_logits))) + jnp.mean(
+        jax.nn.softplus(_f32(fake_logits))
+    )
+
+
+def nonsaturating_generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """Non-saturating generator loss (Goodfellow et al. 2014): mean(softplus(-fake)).
+
+    Equal to -mean(log sigmoid(fake)); it gives strong gradients when D rejects the samples,
+    unlike minimising mean(log(1 - sigmoid(fake))).
+    """
+    return jnp.mean(jax.nn.softplus(-_f32(fake_logits)))
+
+
+def hinge_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Hinge discriminator loss (Lim & Ye 2017; Miyato et al. 2018, SN-GAN).
+
+    mean(relu(1 - real)) + mean(relu(1 + fake)).
+    """
+    return jnp.mean(jax.nn.relu(1.0 - _f32(real_logits))) + jnp.mean(
+        jax.nn.relu(1.0 + _f32(fake_logits))
+    )
+
+
+def wgan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Wasserstein critic loss (Arjovsky et al. 2017): mean(fake) - mean(real).
+
+    Needs a Lipschitz constraint on the critic, e.g. ``gradient_penalty`` (WGAN-GP).
+    """
+    return jnp.mean(_f32(fake_logits)) - jnp.mean(_f32(real_logits))
+
+
+def negated_mean_generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """Generator loss shared by hinge GAN and WGAN: -mean(fake)."""
+    return -jnp.mean(_f32(fake_logits))
+
+
+# kind -> (discriminator loss, generator loss)
+GAN_LOSSES: dict[str, tuple[Callable[..., jax.Array], Callable[..., jax.Array]]] = {
+    "nonsaturating": (nonsaturating_discriminator_loss, nonsaturating_generator_loss),
+    "hinge": (hinge_discriminator_loss, negated_mean_generator_loss),
+    "wgan": (wgan_discriminator_loss, negated_mean_generator_loss),
+}
+
+
+def _gan_loss_pair(kind: str) -> tuple[Callable[..., jax.Array], Callable[..., jax.Array]]:
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"Unknown GAN loss {kind!r}; valid kinds: {sorted(GAN_LOSSES)}")
+    return GAN_LOSSES[kind]
+
+
+def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Discriminator (critic) loss of the GAN objective ``kind`` (a key of ``GAN_LOSSES``)."""
+    return _gan_loss_pair(kind)[0](real_logits, fake_logits)
+
+
+def generator_loss(kind: str, fake_logits: jax.Array) -> jax.Array:
+    """Generator loss of the GAN objective ``kind`` (a key of ``GAN_LOSSES``)."""
+    return _gan_loss_pair(kind)[1](fake_logits)
+
+
+def gradient_penalty(
+    critic_fn: Callable[[jax.Array], jax.Array],
+    real: jax.Array,
+    fake: jax.Array,
+    key: jax.Array,
+) -> jax.Array:
+    """WGAN-GP gradient penalty (Gulrajani et al. 2017), without the weight lambda.
+
+    x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] drawn per sample; the penalty is
+    mean_i (||grad_x critic(x_hat)_i||_2 - 1)^2. The caller multiplies it by lambda (10 in the
+    paper).
+
+    ``critic_fn`` maps (B, ...) to (B,). The per-sample gradients are taken as the gradient of
+    sum_i critic(x_hat)_i, which equals the stack of per-sample gradients only if each output
+    depends on its own input alone: the critic must not mix samples (no BatchNorm in train mode;
+    use layer norm or none). A tiny constant inside the square root keeps the penalty
+    differentiable where a gradient is exactly zero.
+    """
+    real = _f32(real)
+    fake = _f32(fake)
+    eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), jnp.float32)
+    x_hat = eps * real + (1.0 - eps) * fake
+    grads = jax.grad(lambda x: jnp.sum(_f32(critic_fn(x))))(x_hat)
+    norms = jnp.sqrt(_sum_per_example(jnp.square(grads)) + 1e-12)
+    return jnp.mean(jnp.square(norms - 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# VAE terms (per example, nats)
+# --------------------------------------------------------------------------------------------
+
+
+def kl_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """KL(N(mean, diag(exp(logvar))) || N(0, I)) per example, summed over the last axis.
+
+    Closed form (Kingma & Welling 2014, appendix B):
+    0.5 * sum(exp(logvar) + mean^2 - 1 - logvar).
+    """
+    mean, logvar = _f32(mean), _f32(logvar)
+    return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
+    """log p(x | logits) per example for a Bernoulli decoder, summed over all non-batch axes.
+
+    sum(x * log sigmoid(l) + (1 - x) * log(1 - sigmoid(l))) with x in [0, 1] (the negated binary
+    cross-entropy); log(1 - sigmoid(l)) = log sigmoid(-l) keeps it finite for large |l|.
+    """
+    logits, x = _f32(logits), _f32(x)
+    terms = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
+    return _sum_per_example(terms)
+
+
+def gaussian_log_likelihood(
+    mean: jax.Array, x: jax.Array, log_scale: jax.Array | float
+) -> jax.Array:
+    """log N(x; mean, exp(log_scale)^2) per example, summed over all non-batch axes.
+
+    Per element: -0.5 * log(2 pi) - log_scale - 0.5 * ((x - mean) / exp(log_scale))^2, the
+    constant included so values are comparable across models. ``log_scale`` broadcasts to x.
+    """
+    mean, x, log_scale = _f32(mean), _f32(x), _f32(log_scale)
+    z = (x - mean) * jnp.exp(-log_scale)
+    terms = -0.5 * math.log(2.0 * math.pi) - log_scale - 0.5 * jnp.square(z)
+    return _sum_per_example(jnp.broadcast_to(terms, jnp.broadcast_shapes(terms.shape, x.shape)))
+
+
+# --------------------------------------------------------------------------------------------
+# Super-resolution reconstruction losses
+# --------------------------------------------------------------------------------------------
+
+
+def l1_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean absolute error mean(|pred - target|) over all elements (EDSR's training loss)."""
+    return jnp.mean(jnp.abs(_f32(pred) - _f32(target)))
+
+
+def charbonnier_loss(pred: jax.Array, target: jax.Array, eps: float = 1e-3) -> jax.Array:
+    """Charbonnier loss mean(sqrt((pred - target)^2 + eps^2)), a smooth L1 (as in LapSRN)."""
+    diff = _f32(pred) - _f32(target)
+    return jnp.mean(jnp.sqrt(jnp.square(diff) + eps**2))
