@@ -29,6 +29,41 @@ def make_manager(directory: str, *, save_every: int, keep: int) -> ocp.Checkpoin
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def make_best_manager(directory: str, metric: str) -> ocp.CheckpointManager:
+    """Keeps only the inference parameters with the highest ``metric`` seen so far."""
+    options = ocp.CheckpointManagerOptions(
+        save_decision_policy=save_decision_policy.ContinuousCheckpointingPolicy(),
+        preservation_policy=preservation_policy.BestN(
+            get_metric_fn=lambda m: m[metric], n=1, keep_checkpoints_without_metrics=False
+        ),
+        create=True,
+    )
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save_params(
+    manager: ocp.CheckpointManager, step: int, params: Any, metrics: dict[str, float]
+) -> None:
+    manager.save(
+        step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), metrics=metrics
+    )
+
+
+def load_params(directory: str) -> tuple[Any, int]:
+    """(parameters, step) from a best-parameters directory written by `save_params`.
+
+    Restored as host (numpy) arrays without a target, so it works on any device setup.
+    """
+    with ocp.CheckpointManager(
+        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True)
+    ) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no saved parameters in {directory!r}")
+        restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
+    return restored["params"], step
+
+
 def save(
     manager: ocp.CheckpointManager,
     step: int,

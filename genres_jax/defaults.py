@@ -39,6 +39,7 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "name": "fashion_mnist_local",
+            "kind": "images",
             "data_dir": "",  # TFDS data folder; "" = TFDS's default (~/tensorflow_datasets).
             "source_dir": DEFAULT_SOURCE_DIR,  # Raw idx files of fashion_mnist_local.
             "train_split": "train",
@@ -68,3 +69,62 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collect
             "decay_factor": 0.5,
         }
     )
+
+
+def sr_photos_dataset(lr_patch_size: int = 48) -> ml_collections.ConfigDict:
+    """HR photos -> LR/HR pairs (MATLAB bicubic) for super-resolution.
+
+    ``name``: ``sr_photos_local`` (scikit-image's RGB photographs, offline default),
+    ``hr_image_folder`` (``train_dir`` / ``validation_dir`` folders of HR images, e.g. DIV2K's
+    HR PNGs) or a TFDS catalog name such as ``div2k/bicubic_x2`` (needs the internet once).
+    """
+    return ml_collections.ConfigDict(
+        {
+            "name": "sr_photos_local",
+            "kind": "sr_pairs",
+            "data_dir": "",
+            "source_dir": "",  # sr_photos_local: "" = scikit-image's data folder.
+            "train_dir": "",  # hr_image_folder only.
+            "validation_dir": "",  # hr_image_folder only.
+            "train_split": "train",
+            "eval_split": "validation",
+            "lr_patch_size": lr_patch_size,
+            "augment": True,  # Random flips and 90-degree rotations.
+            "cache": True,  # Keep LR/HR pairs in memory after they are first made.
+            "worker_count": 0,
+            "read_threads": 0,
+            "image_size": 0,  # Unused by SR pairs.
+            "center_crop": False,  # Unused by SR pairs.
+        }
+    )
+
+
+def sr_eval() -> ml_collections.ConfigDict:
+    """Whole-image SR validation: tiled inference, PSNR/SSIM on RGB and Y."""
+    return ml_collections.ConfigDict(
+        {
+            "tile": 192,  # LR core tile; 0 = whole images (one compilation per size).
+            "overlap": -1,  # LR pixels; -1 = the model's receptive radius (exact tiling).
+            "batch_size": 1,
+            "crop_border": -1,  # -1 = the scale, as SR papers crop.
+            "panels": 2,  # Validation images shown as bicubic | model | HR panels.
+            "panel_size": 96,
+            "max_images": 0,  # 0 = the whole validation split.
+        }
+    )
+
+
+def sr_config(model: str, scale: int) -> ml_collections.ConfigDict:
+    """A super-resolution run: L1 loss, Adam, EMA, best checkpoint by validation Y-PSNR."""
+    config = base_config()
+    config.task = "sr"
+    config.scale = scale
+    config.batch_size = 16
+    config.model = ml_collections.ConfigDict({"name": model, "overrides": {}})
+    config.loss = ml_collections.ConfigDict({"name": "l1", "charbonnier_eps": 1e-3})
+    config.ema_decay = 0.999
+    config.optimizer = adam(1e-4)
+    config.dataset = sr_photos_dataset()
+    config.sr_eval = sr_eval()
+    config.init_from = ""  # A workdir whose best parameters initialise the model.
+    return config

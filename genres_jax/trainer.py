@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import jax
@@ -18,8 +19,8 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from genres_jax import checkpointing, sharding, summaries, tasks
-from genres_jax.data import pipeline, sources
+from genres_jax import checkpointing, sharding, sr_eval, summaries, tasks
+from genres_jax.data import inputs, pipeline, sources
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{key} must be a non-negative integer, got {value!r}")
+    init_from = config.get("init_from", "")
+    if init_from and not os.path.isdir(os.path.join(init_from, "best")):
+        raise ConfigError(
+            f"init_from={init_from!r} is not a workdir with best weights ({init_from}/best)"
+        )
     n = jax.device_count()
     if config.batch_size % n:
         raise ConfigError(
@@ -45,6 +51,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.eval_batch_size <= 0 or config.eval_batch_size % n:
         raise ConfigError(f"eval_batch_size must be a positive multiple of the device count ({n})")
     try:
+        inputs.validate(config)
         tasks.validate(config)
     except ValueError as e:
         raise ConfigError(str(e)) from None
@@ -82,6 +89,56 @@ def evaluate(state, eval_step, source, operations, config, rng, mesh) -> dict[st
     return {k: float(v) / count for k, v in totals.items()}
 
 
+def _init_from(task, state, workdir: str, state_sh, verbose: bool):
+    """Fine-tuning start: every parameter of ``workdir``'s best weights that fits is loaded."""
+    if task.with_params is None:
+        raise ConfigError("init_from is not supported by this task")
+    pretrained, step = checkpointing.load_params(os.path.join(workdir, "best"))
+    params, taken = tasks.base.merge_matching(task.inference_params(state), pretrained)
+    state = jax.device_put(task.with_params(state, params), state_sh)
+    if verbose:
+        total = len(jax.tree.leaves(params))
+        print(
+            f"Initialised {len(taken)} of {total} parameter arrays from {workdir} (step {step})",
+            file=sys.stderr,
+        )
+    return state
+
+
+def validate_sr(task, state, predict, source, config, writer, step: int) -> dict[str, float]:
+    """Whole-image SR validation (tiled, so one compilation serves every image size).
+
+    Writes a bicubic | model | HR panel per image (the first ``panels`` images) and returns the
+    mean PSNR/SSIM on RGB and Y.
+    """
+    cfg = config.sr_eval
+    overlap = cfg.overlap if cfg.overlap >= 0 else task.receptive_radius
+    upscale = sr_eval.model_upscaler(
+        lambda lr: predict(state, lr),
+        scale=config.scale,
+        tile=cfg.tile,
+        overlap=overlap,
+        batch_size=cfg.batch_size,
+    )
+    panels = {}
+
+    def keep_panel(name, sr, pair):
+        if len(panels) < cfg.panels:
+            panels[f"val_{len(panels)}"] = sr_eval.comparison_panel(
+                pair["lr"], sr, pair["hr"], scale=config.scale, size=cfg.panel_size
+            )[None]
+
+    n = len(source) if not cfg.max_images else min(cfg.max_images, len(source))
+    result = sr_eval.evaluate_pairs(
+        upscale,
+        (source[i] for i in range(n)),
+        crop_border=cfg.crop_border if cfg.crop_border >= 0 else config.scale,
+        on_image=keep_panel,
+    )
+    writer.write_images(step, panels)
+    return result["mean"]
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *, stop_at: int | None = None
 ) -> dict[str, Any]:
@@ -105,10 +162,7 @@ def train_and_evaluate(
     # ------------------------------------------------------------------------------- Data.
     mesh = sharding.make_mesh()
     ds = config.dataset
-    operations = [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]
-    train_source = sources.load(ds, ds.train_split)
-    if ds.cache:
-        train_source = pipeline.CachedSource(train_source)
+    train_source, operations = inputs.train_inputs(config)
     loader = pipeline.train_loader(
         train_source,
         batch_size=sharding.per_process(config.batch_size),
@@ -121,13 +175,11 @@ def train_and_evaluate(
     )
     train_iter = iter(loader)
     example = pipeline.example_batch(train_source, operations, config.batch_size)
-    image_shape = tuple(example["image"].shape[1:])
+    image_shape = tuple(example["image" if "image" in example else "lr"].shape[1:])
     task = tasks.make(config, image_shape)
-    eval_source = None
-    if config.eval_every and task.eval_step is not None:
-        eval_source = sources.load(ds, ds.eval_split)
-        if ds.cache:
-            eval_source = pipeline.CachedSource(eval_source)
+    eval_source = eval_operations = None
+    if config.eval_every and (task.eval_step is not None or task.predict is not None):
+        eval_source, eval_operations = inputs.eval_inputs(config)
 
     # ---------------------------------------------------------------- State, fresh or restored.
     repl = sharding.replicated(mesh)
@@ -145,6 +197,8 @@ def train_and_evaluate(
         if latest is None:
             state = jax.jit(task.init, out_shardings=state_sh)(init_rng, example)
             train_rng = jax.device_put(train_rng, repl)
+            if config.get("init_from"):
+                state = _init_from(task, state, config.init_from, state_sh, is_chief)
         else:
             target = jax.tree.map(
                 lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state
@@ -171,6 +225,12 @@ def train_and_evaluate(
         sample = None
         if task.sample_images is not None:
             sample = jax.jit(task.sample_images, in_shardings=(state_sh, repl), out_shardings=repl)
+        predict = None
+        best = None
+        if task.predict is not None:
+            predict = jax.jit(task.predict, in_shardings=(state_sh, repl), out_shardings=repl)
+            if is_chief:
+                best = checkpointing.make_best_manager(os.path.join(workdir, "best"), "psnr_y")
         eval_rng = jax.random.fold_in(train_rng, 0x7FFFFFFF)
         sample_rng = jax.random.fold_in(train_rng, 0x7FFFFFFE)
 
@@ -188,6 +248,7 @@ def train_and_evaluate(
             disable=not is_chief or not config.get("progress_bar", True),
         )
         end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
+        clock, clock_step = time.perf_counter(), step
         while step < end:
             batch = sharding.host_batch_to_global(next(train_iter), mesh)
             state, metrics = train_step(state, batch, train_rng)
@@ -196,15 +257,24 @@ def train_and_evaluate(
             bar.update(1)
             final = step == end
             if step % config.log_every == 0 or final:
-                last_train = _mean_metrics(pending)
+                last_train = _mean_metrics(pending)  # Waits for the device: time it after.
+                now = time.perf_counter()
+                last_train["steps_per_sec"] = (step - clock_step) / max(now - clock, 1e-9)
+                clock, clock_step = now, step
                 pending = []
                 writer.write_scalars(step, last_train, "train")
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(last_train.items())[:3]})
             last = step == config.total_steps
             if config.eval_every and (step % config.eval_every == 0 or last):
-                if eval_source is not None:
+                if eval_source is not None and predict is not None:
+                    last_eval = validate_sr(task, state, predict, eval_source, config, writer, step)
+                    writer.write_scalars(step, last_eval, "eval")
+                    if best is not None:
+                        params = jax.device_get(task.inference_params(state))
+                        checkpointing.save_params(best, step, params, last_eval)
+                elif eval_source is not None:
                     last_eval = evaluate(
-                        state, eval_step, eval_source, operations, config, eval_rng, mesh
+                        state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
                     )
                     writer.write_scalars(step, last_eval, "eval")
                 if sample is not None:
@@ -216,6 +286,9 @@ def train_and_evaluate(
             checkpointing.save(manager, step, state, train_rng, train_iter, force=True)
         manager.wait_until_finished()
         manager.close()
+        if best is not None:
+            best.wait_until_finished()
+            best.close()
         writer.close()
 
     if is_chief:

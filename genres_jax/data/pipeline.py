@@ -73,6 +73,31 @@ class CachedSource:
         return f"CachedSource({self._source!r})"
 
 
+class RepeatedSource:
+    """``source`` seen ``repeats`` times over as one longer source (index i -> i mod len).
+
+    BasicSR calls this the dataset enlarge ratio. A training set of a few photos needs it: grain
+    shuffles an epoch by permuting indices, which costs about 2 ms per index for a handful of
+    records (and microseconds for thousands), enough to starve a GPU.
+    """
+
+    def __init__(self, source: Any, repeats: int):
+        self._source, self.repeats = source, repeats
+
+    def __len__(self) -> int:
+        return len(self._source) * self.repeats
+
+    def __getitem__(self, index: int) -> Any:
+        return self._source[index % len(self._source)]
+
+    def __repr__(self) -> str:
+        return f"RepeatedSource({self._source!r}, repeats={self.repeats})"
+
+
+# Sources smaller than this are repeated up to at least this many records for training.
+MIN_EPOCH_RECORDS = 10_000
+
+
 def train_loader(
     source: Any,
     *,
@@ -83,12 +108,15 @@ def train_loader(
     process_count: int,
     worker_count: int = 0,
     read_threads: int = 0,
+    min_epoch_records: int = MIN_EPOCH_RECORDS,
 ) -> grain.DataLoader:
     """Endless shuffled batches of ``batch_size`` records from this process's shard.
 
     ``read_threads`` > 0 reads records on that many threads: worth it for slow storage, a loss on
     a small CPU machine where the threads only contend for the interpreter lock.
     """
+    if len(source) < min_epoch_records:
+        source = RepeatedSource(source, -(-min_epoch_records // len(source)))
     sampler = grain.samplers.IndexSampler(
         num_records=len(source),
         shard_options=grain.sharding.ShardOptions(
@@ -143,5 +171,8 @@ def example_batch(source: Any, operations: Sequence[grain.transforms.Map], batch
     """A zero batch with the shapes and dtypes the training pipeline yields (for init)."""
     record = source[0]
     for op in operations:
-        record = op.map(record)
+        if isinstance(op, grain.transforms.RandomMap):
+            record = op.random_map(record, np.random.default_rng(0))
+        else:
+            record = op.map(record)
     return {k: np.zeros((batch_size, *np.shape(v)), np.asarray(v).dtype) for k, v in record.items()}

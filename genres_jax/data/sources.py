@@ -14,7 +14,10 @@ from collections.abc import Callable
 import ml_collections
 import tensorflow_datasets as tfds
 
-from genres_jax.data import fashion_mnist
+from genres_jax.data import fashion_mnist, sr_photos
+
+# Preparing a small local dataset takes seconds; its progress bars would bury the training bar.
+tfds.display_progress_bar(False)
 
 
 class DatasetError(ValueError):
@@ -43,11 +46,15 @@ def check_available(cfg: ml_collections.ConfigDict) -> None:
         builder = LOCAL_BUILDERS[cfg.name](cfg, _data_dir(cfg))
         if builder.is_prepared():
             return
-        if cfg.name == "fashion_mnist_local":
-            try:
+        try:
+            if cfg.name == "fashion_mnist_local":
                 fashion_mnist.check_source_dir(cfg.source_dir)
-            except fashion_mnist.DatasetSourceError as e:
-                raise DatasetError(str(e)) from None
+            elif cfg.name == "hr_image_folder":
+                sr_photos.list_images(os.path.expanduser(cfg.train_dir))
+                if cfg.get("validation_dir"):
+                    sr_photos.list_images(os.path.expanduser(cfg.validation_dir))
+        except (fashion_mnist.DatasetSourceError, sr_photos.ImageFileError) as e:
+            raise DatasetError(str(e)) from None
 
 
 def load(cfg: ml_collections.ConfigDict, split: str):
@@ -57,7 +64,7 @@ def load(cfg: ml_collections.ConfigDict, split: str):
         builder = LOCAL_BUILDERS[cfg.name](cfg, data_dir)
         try:
             builder.download_and_prepare()
-        except fashion_mnist.DatasetSourceError as e:
+        except (fashion_mnist.DatasetSourceError, sr_photos.ImageFileError) as e:
             raise DatasetError(str(e)) from None
         if split not in builder.info.splits:
             raise DatasetError(

@@ -29,12 +29,20 @@ class Task:
     eval_step(state, batch, rng) -> sums: per-batch sums over rows with ``batch["mask"] == 1``,
         including ``count``; the trainer adds them over the split and divides by ``count``.
     sample_images(state, rng) -> {name: (N, H, W, C) images in [0, 1]} for grids.
+    predict(state, images) -> images: inference on whole images (super-resolution), validated
+        image by image instead of through ``eval_step``.
+    inference_params(state) -> the parameters inference uses (EMA weights), kept as the best
+        checkpoint.
     """
 
     init: Callable[[jax.Array, Batch], Any]
     train_step: Callable[[Any, Batch, jax.Array], tuple[Any, Metrics]]
     eval_step: Callable[[Any, Batch, jax.Array], Metrics] | None = None
     sample_images: Callable[[Any, jax.Array], dict[str, jax.Array]] | None = None
+    predict: Callable[[Any, jax.Array], jax.Array] | None = None
+    inference_params: Callable[[Any], Any] | None = None
+    receptive_radius: int = 0  # Input pixels that influence an output pixel, for tiling.
+    with_params: Callable[[Any, Any], Any] | None = None  # (state, params) -> state.
 
 
 def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
@@ -67,6 +75,28 @@ def init_model(model: nn.Module, rng: jax.Array, x: jax.Array, **kwargs: Any) ->
     """(params, batch_stats) of a fresh module; stats is ``{}`` without BatchNorm."""
     variables = model.init(rng, x, train=False, **kwargs)
     return variables["params"], variables.get("batch_stats", {})
+
+
+def merge_matching(target: Any, source: Any) -> tuple[Any, list[str]]:
+    """``target`` with every leaf replaced by ``source``'s leaf at the same path and shape.
+
+    Returns the merged tree and the paths taken from ``source`` (for fine-tuning a model from
+    one whose head differs, e.g. x4 from x2 super-resolution weights).
+    """
+    flat_source = {
+        jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(source)
+    }
+    taken = []
+
+    def pick(path, leaf):
+        key = jax.tree_util.keystr(path)
+        value = flat_source.get(key)
+        if value is not None and np.shape(value) == np.shape(leaf):
+            taken.append(key)
+            return jnp.asarray(value, dtype=leaf.dtype)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(pick, target), taken
 
 
 def uint8_to_unit(image: jax.Array) -> jax.Array:

@@ -1,0 +1,46 @@
+"""The training and evaluation inputs of a config: source, per-record operations, batches.
+
+``dataset.kind`` picks the pipeline: ``images`` (generative models: whole images, optionally
+resized) or ``sr_pairs`` (super-resolution: LR/HR pairs made from HR images, random aligned
+patches with flips and rotations for training, whole images for validation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import ml_collections
+
+from genres_jax.data import pipeline, sources, sr_pairs
+
+KINDS = ("images", "sr_pairs")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    kind = config.dataset.get("kind", "images")
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset.kind {kind!r}; valid: {', '.join(KINDS)}")
+
+
+def train_inputs(config: ml_collections.ConfigDict) -> tuple[Any, list[grain.transforms.Map]]:
+    """(random-access source, grain operations before batching) for training."""
+    ds = config.dataset
+    source = sources.load(ds, ds.train_split)
+    if ds.get("kind", "images") == "sr_pairs":
+        pairs = sr_pairs.PairSource(source, config.scale, cache=ds.cache)
+        return pairs, [sr_pairs.RandomPatch(ds.lr_patch_size, config.scale, ds.augment)]
+    if ds.cache:
+        source = pipeline.CachedSource(source)
+    return source, [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]
+
+
+def eval_inputs(config: ml_collections.ConfigDict) -> tuple[Any, list[grain.transforms.Map]]:
+    """(source, operations) of the evaluation split; SR pairs are whole images, no operations."""
+    ds = config.dataset
+    source = sources.load(ds, ds.eval_split)
+    if ds.get("kind", "images") == "sr_pairs":
+        return sr_pairs.PairSource(source, config.scale, cache=ds.cache), []
+    if ds.cache:
+        source = pipeline.CachedSource(source)
+    return source, [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]

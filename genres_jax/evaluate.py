@@ -1,0 +1,131 @@
+"""Evaluate super-resolution by the protocol of the SR literature; prints JSON.
+
+    python -m genres_jax.evaluate --workdir weights/edsr_x2            # its validation split
+    python -m genres_jax.evaluate --workdir DIR --hr-dir photos/ --output result.json
+    python -m genres_jax.evaluate --method bicubic --scale 4 [--hr-dir photos/]
+
+HR images are cropped to a multiple of the scale, LR images made by MATLAB-style bicubic
+downscaling (rounded to uint8), the result compared with HR by PSNR and SSIM on RGB and on Y
+(BT.601), ``--crop-border`` pixels (default: the scale) removed from every edge. Keys say what
+they are: ``mean.psnr_y``, ``per_image.<name>.ssim_rgb``, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+from absl import logging
+
+from genres_jax import defaults, sr_eval, workdirs
+from genres_jax.data import sources, sr_pairs, sr_photos
+from genres_jax.ops import imresize
+
+
+class UsageError(ValueError):
+    pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m genres_jax.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--workdir", help="a trained super-resolution workdir")
+    how.add_argument("--method", help=f"classical: {', '.join(sorted(imresize.RESIZE_KERNELS))}")
+    p.add_argument("--scale", type=int, help="required with --method; a workdir's own otherwise")
+    p.add_argument("--hr-dir", help="a folder of HR images (default: the dataset's split)")
+    p.add_argument("--dataset", help="dataset name (default: the workdir's, or sr_photos_local)")
+    p.add_argument("--split", help="split (default: the workdir's eval split, or validation)")
+    p.add_argument("--data-dir", default="", help="TFDS data folder")
+    p.add_argument("--crop-border", type=int, default=-1, help="-1 = the scale")
+    p.add_argument("--tile", type=int, default=192, help="LR tile size for models; 0 = whole")
+    p.add_argument("--max-images", type=int, default=0, help="0 = all")
+    p.add_argument("--output", help="also write the JSON to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    return p.parse_args(argv)
+
+
+def folder_pairs(folder: str, scale: int) -> Iterator[dict]:
+    """{"name", "hr", "lr"} for every image of ``folder`` (modcrop, MATLAB bicubic LR)."""
+    for path in sr_photos.list_images(folder):
+        hr = sr_pairs.modcrop(sr_photos.read_rgb(path), scale)
+        if min(hr.shape[:2]) < scale:
+            raise UsageError(f"{path}: smaller than one LR pixel at x{scale}")
+        yield {"name": os.path.basename(path), "hr": hr, "lr": sr_pairs.bicubic_lr(hr, scale)}
+
+
+def dataset_pairs(name: str, split: str, data_dir: str, scale: int, config=None) -> Iterator:
+    cfg = config.dataset if config is not None else defaults.sr_photos_dataset()
+    cfg = cfg.copy_and_resolve_references()
+    cfg.name = name
+    if data_dir:
+        cfg.data_dir = data_dir
+    source = sr_pairs.PairSource(sources.load(cfg, split), scale, cache=False)
+    for i in range(len(source)):
+        yield source[i]
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    if args.output and os.path.exists(args.output) and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    config = None
+    if args.workdir:
+        config = workdirs.load_config(args.workdir)
+        predict, scale, radius, what = sr_eval.workdir_predictor(args.workdir, args.scale)
+        upscale = sr_eval.model_upscaler(
+            predict, scale=scale, tile=args.tile, overlap=radius, batch_size=1
+        )
+    else:
+        if args.scale is None or args.scale < 1:
+            raise UsageError("--scale (an integer >= 1) is required with --method")
+        scale = args.scale
+        try:
+            upscale = sr_eval.classical_upscaler(args.method, scale)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        what = {"model": args.method}
+    if args.hr_dir:
+        pairs = folder_pairs(args.hr_dir, scale)
+        what["data"] = os.path.abspath(args.hr_dir)
+    else:
+        name = args.dataset or (config.dataset.name if config else "sr_photos_local")
+        split = args.split or (config.dataset.eval_split if config else "validation")
+        pairs = dataset_pairs(name, split, args.data_dir, scale, config)
+        what["data"] = f"{name}:{split}"
+    if args.max_images:
+        pairs = (p for i, p in zip(range(args.max_images), pairs, strict=False))
+    crop = args.crop_border if args.crop_border >= 0 else scale
+    result = sr_eval.evaluate_pairs(upscale, pairs, crop_border=crop)
+    return {**what, "scale": scale, "crop_border": crop, **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
+    try:
+        result = evaluate(args)
+    except (
+        UsageError,
+        workdirs.WorkdirError,
+        sources.DatasetError,
+        sr_photos.ImageFileError,
+    ) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2, default=lambda x: float(np.asarray(x)))
+    print(text)
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Super-resolution evaluation on whole images: the protocol of the SR literature.
+
+Each LR image is upscaled whole or by tiles (`genres_jax.ops.tiling`, exact for an overlap of
+at least the model's receptive radius), then compared with its HR image by PSNR and SSIM on RGB
+and on Y (`genres_jax.metrics`: uint8 quantisation, ``crop_border`` pixels removed). Used by
+validation during training and by ``python -m genres_jax.evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genres_jax import metrics, workdirs
+from genres_jax.ops import imresize, tiling
+
+Upscaler = Callable[[np.ndarray], np.ndarray]  # (h, w, C) float in [0, 1] -> (h*s, w*s, C)
+
+METRIC_NAMES = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
+
+
+def workdir_predictor(workdir: str, scale: float | None = None):
+    """(predict on (N, h, w, 3) batches, scale, receptive radius, description) of a workdir.
+
+    Raises `workdirs.WorkdirError` for a workdir that is not super-resolution or whose scale
+    differs from ``scale`` (when given).
+    """
+    from genres_jax.tasks import sr  # Deferred: the task pulls in the model zoo.
+
+    config = workdirs.load_config(workdir)
+    if config.get("task") != "sr":
+        raise workdirs.WorkdirError(
+            f"{workdir!r} is a {config.get('task')!r} workdir, not super-resolution"
+        )
+    if scale is not None and scale != config.scale:
+        raise workdirs.WorkdirError(f"{workdir!r} upscales x{config.scale}, not x{scale:g}")
+    model = sr.build_model(config)
+    params, _, origin = workdirs.load_inference_params(workdir)
+    params = jax.device_put(params)
+    # Weights as an argument, not constants folded into the compiled program.
+    apply = jax.jit(lambda p, x: sr.predict(p, x, model=model))
+    info = {"model": config.model.name, "workdir": workdir, "weights": origin}
+    return (lambda x: apply(params, x)), int(config.scale), int(model.receptive_radius), info
+
+
+def model_upscaler(
+    predict: Callable[[jax.Array], jax.Array],
+    *,
+    scale: int,
+    tile: int = 0,
+    overlap: int = 0,
+    batch_size: int = 1,
+) -> Upscaler:
+    """Wraps a jitted ``predict`` ((N, h, w, C) -> (N, h*s, w*s, C)) for single images.
+
+    ``tile`` = 0 runs the whole image at once (one compilation per image size); otherwise fixed
+    windows of ``tile + 2 * overlap`` pixels (one compilation for all sizes).
+    """
+
+    def upscale(image: np.ndarray) -> np.ndarray:
+        if tile <= 0:
+            return np.asarray(predict(jnp.asarray(image[None], jnp.float32)))[0]
+        return tiling.tiled_apply(
+            lambda x: predict(jnp.asarray(x, jnp.float32)),
+            image,
+            scale=scale,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+        )
+
+    return upscale
+
+
+def classical_upscaler(method: str, scale: int) -> Upscaler:
+    """MATLAB-style ``imresize`` by ``scale`` with ``method`` (bicubic, bilinear, ...)."""
+    if method not in imresize.RESIZE_KERNELS:
+        valid = ", ".join(sorted(imresize.RESIZE_KERNELS))
+        raise ValueError(f"unknown method {method!r}; valid: {valid}")
+
+    def upscale(image: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            imresize.imresize(jnp.asarray(image, jnp.float32), scale=scale, method=method)
+        )
+
+    return upscale
+
+
+def image_metrics(sr: np.ndarray, hr: np.ndarray, crop_border: int) -> dict[str, float]:
+    """PSNR/SSIM on RGB and Y of one SR image (float in [0, 1]) against HR (float in [0, 1])."""
+    sr, hr = jnp.asarray(sr, jnp.float32), jnp.asarray(hr, jnp.float32)
+    return {
+        "psnr_rgb": float(metrics.psnr(sr, hr, crop_border=crop_border)),
+        "ssim_rgb": float(metrics.ssim(sr, hr, crop_border=crop_border)),
+        "psnr_y": float(metrics.psnr(sr, hr, crop_border=crop_border, y_only=True)),
+        "ssim_y": float(metrics.ssim(sr, hr, crop_border=crop_border, y_only=True)),
+    }
+
+
+def evaluate_pairs(
+    upscale: Upscaler,
+    pairs: Iterable[Mapping[str, Any]],
+    *,
+    crop_border: int,
+    on_image: Callable[[str, np.ndarray, Mapping[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Metrics per image and their means over ``pairs`` ({"name", "lr", "hr"} uint8 images).
+
+    ``on_image(name, sr, pair)`` sees every SR result (for panels or saving).
+    """
+    per_image = {}
+    for pair in pairs:
+        lr = np.asarray(pair["lr"], np.float32) / 255.0
+        hr = np.asarray(pair["hr"], np.float32) / 255.0
+        sr = upscale(lr)
+        if sr.shape != hr.shape:
+            raise ValueError(f"{pair['name']}: SR shape {sr.shape} != HR shape {hr.shape}")
+        per_image[pair["name"]] = image_metrics(sr, hr, crop_border)
+        if on_image is not None:
+            on_image(pair["name"], sr, pair)
+    if not per_image:
+        raise ValueError("no images to evaluate")
+    mean = {k: float(np.mean([m[k] for m in per_image.values()])) for k in METRIC_NAMES}
+    return {"per_image": per_image, "mean": mean, "num_images": len(per_image)}
+
+
+def comparison_panel(
+    lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, *, scale: int, size: int = 96
+) -> np.ndarray:
+    """bicubic | model | HR side by side on the same central ``size`` x ``size`` HR crop.
+
+    ``lr`` uint8 or float LR image, ``sr`` float SR in [0, 1], ``hr`` uint8 HR; returns float
+    (size, 3 * size + 4, 3) in [0, 1] with white separators.
+    """
+    lr = np.asarray(lr, np.float32) / (255.0 if np.asarray(lr).dtype == np.uint8 else 1.0)
+    hr = np.asarray(hr, np.float32) / (255.0 if np.asarray(hr).dtype == np.uint8 else 1.0)
+    h, w = hr.shape[:2]
+    size = min(size, h, w) // scale * scale
+    y, x = (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
+    lr_crop = lr[y // scale : (y + size) // scale, x // scale : (x + size) // scale]
+    bicubic = np.asarray(imresize.imresize(jnp.asarray(lr_crop), scale=scale))
+    crops = [
+        np.clip(c, 0.0, 1.0)
+        for c in (bicubic, sr[y : y + size, x : x + size], hr[y : y + size, x : x + size])
+    ]
+    gap = np.ones((size, 2, crops[0].shape[-1]), np.float32)
+    return np.concatenate([crops[0], gap, crops[1], gap, crops[2]], axis=1)
