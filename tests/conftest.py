@@ -1,0 +1,59 @@
+"""Shared fixtures: the offline Fashion-MNIST prepared once per session, tiny configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+
+@pytest.fixture(scope="session")
+def fmnist_data_dir(tmp_path_factory) -> str:
+    """A TFDS data folder holding ``fashion_mnist_local``, built from the Debian package."""
+    import ml_collections
+
+    from genres_jax import defaults
+    from genres_jax.data import sources
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    cfg = defaults.fashion_mnist_dataset()
+    cfg.data_dir = data_dir
+    sources.load(cfg, "train")  # Prepares every split.
+    assert isinstance(cfg, ml_collections.ConfigDict)
+    return data_dir
+
+
+def load_config(name: str):
+    """``configs/<name>.py``'s ``get_config()``."""
+    path = os.path.join(REPO, "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def tiny(config, data_dir: str, **overrides):
+    """A config shrunk to seconds on a CPU: small batches, few steps, a slice of the test set."""
+    config.dataset.data_dir = data_dir
+    config.batch_size = 16
+    config.eval_batch_size = 64
+    config.total_steps = 8
+    config.log_every = 2
+    config.eval_every = 8
+    config.checkpoint_every = 4
+    config.eval_max_records = 128
+    config.num_samples = 4
+    config.progress_bar = False
+    for key, value in overrides.items():
+        target = config
+        *path, leaf = key.split(".")
+        for part in path:
+            target = target[part]
+        target[leaf] = value
+    return config
