@@ -57,3 +57,16 @@ def tiny(config, data_dir: str, **overrides):
             target = target[part]
         target[leaf] = value
     return config
+
+
+@pytest.fixture(scope="session")
+def sr_data_dir(tmp_path_factory) -> str:
+    """A TFDS data folder holding ``sr_photos_local`` (scikit-image photos + unseen test split)."""
+    from genres_jax import defaults
+    from genres_jax.data import sources
+
+    data_dir = str(tmp_path_factory.mktemp("tfds_sr"))
+    cfg = defaults.sr_photos_dataset()
+    cfg.data_dir = data_dir
+    sources.load(cfg, "train")
+    return data_dir

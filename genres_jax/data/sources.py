@@ -28,11 +28,31 @@ def _fashion_mnist_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
     return fashion_mnist.FashionMnistLocal(source_dir=cfg.source_dir, data_dir=data_dir)
 
 
+def _sr_photos_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
+    return sr_photos.SrPhotosLocal(source_dir=cfg.get("source_dir", ""), data_dir=data_dir)
+
+
+def _hr_image_folder(cfg: ml_collections.ConfigDict, data_dir: str | None):
+    if not cfg.get("train_dir"):
+        raise DatasetError("dataset hr_image_folder needs dataset.train_dir (a folder of images)")
+    train_dir = os.path.expanduser(cfg.train_dir)
+    validation_dir = os.path.expanduser(cfg.get("validation_dir", ""))
+    return sr_photos.HrImageFolder(
+        train_dir=train_dir,
+        validation_dir=validation_dir,
+        data_dir=sr_photos.folder_data_dir(
+            data_dir or tfds.core.constants.DATA_DIR, train_dir, validation_dir
+        ),
+    )
+
+
 # Builders of the project's own, by the name used in ``config.dataset.name``.
 LOCAL_BUILDERS: dict[
     str, Callable[[ml_collections.ConfigDict, str | None], tfds.core.DatasetBuilder]
 ] = {
     "fashion_mnist_local": _fashion_mnist_local,
+    "sr_photos_local": _sr_photos_local,
+    "hr_image_folder": _hr_image_folder,
 }
 
 

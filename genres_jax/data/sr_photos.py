@@ -133,20 +133,29 @@ def list_images(folder: str) -> list[str]:
     return [os.path.join(folder, n) for n in names]
 
 
+def folder_data_dir(base_dir: str, train_dir: str, validation_dir: str = "") -> str:
+    """Where the prepared copy of a folder pair lives: one sub-folder per pair of paths."""
+    key = repr(
+        (os.path.abspath(train_dir), os.path.abspath(validation_dir) if validation_dir else "")
+    )
+    return os.path.join(base_dir, f"hr_image_folder_{hashlib.sha1(key.encode()).hexdigest()[:12]}")
+
+
 class HrImageFolder(tfds.core.GeneratorBasedBuilder):
-    """HR images from ``train_dir`` and ``validation_dir`` (one prepared copy per folder pair)."""
+    """HR images from ``train_dir`` and ``validation_dir``.
+
+    Prepare each folder pair into its own data_dir (`folder_data_dir`): TFDS re-creates a
+    builder from its name and data_dir alone when reading, so the folders cannot be part of it.
+    """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Folders of HR images."}
 
-    def __init__(self, *, train_dir: str, validation_dir: str = "", **kwargs):
-        self._dirs = {"train": os.path.abspath(train_dir)}
+    def __init__(self, *, train_dir: str = "", validation_dir: str = "", **kwargs):
+        self._dirs = {"train": os.path.abspath(train_dir)} if train_dir else {}
         if validation_dir:
             self._dirs["validation"] = os.path.abspath(validation_dir)
-        key = hashlib.sha1(repr(sorted(self._dirs.items())).encode()).hexdigest()[:12]
         kwargs.setdefault("file_format", "array_record")
-        # A builder config per folder pair keeps the prepared copies of different folders apart.
-        kwargs["config"] = tfds.core.BuilderConfig(name=f"folders_{key}")
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:

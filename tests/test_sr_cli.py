@@ -1,0 +1,246 @@
+"""``python -m genres_jax.upscale`` and ``python -m genres_jax.evaluate`` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import png
+import pytest
+from PIL import Image
+
+from genres_jax import evaluate, image_io, upscale
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED_X2 = os.path.join(REPO, "weights", "edsr_x2")
+
+
+def _rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _run(main, *args) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("L", 1), ("RGB", 3), ("RGBA", 4)])
+def test_upscale_bicubic_keeps_channels(tmp_path, mode, channels):
+    src = tmp_path / "in.png"
+    data = np.random.default_rng(0).integers(0, 256, (13, 17, channels), dtype=np.uint8)
+    Image.fromarray(data[..., 0] if channels == 1 else data, mode).save(src)
+    out = tmp_path / "out.png"
+    assert _run(upscale.main, src, out, "--scale", 3, "--method", "bicubic") == 0
+    result = Image.open(out)
+    assert result.mode == mode and result.size == (51, 39)
+    if channels == 4:  # Alpha is upscaled by bicubic too.
+        ref = image_io.read_image(str(src)).pixels[..., 3:]
+        from genres_jax.ops.imresize import imresize
+
+        want = image_io.quantize(np.asarray(imresize(ref, scale=3)), 8)[..., 0]
+        np.testing.assert_array_equal(np.asarray(result)[..., 3], want)
+
+
+def test_upscale_keeps_16_bit_depth(tmp_path):
+    data = np.random.default_rng(0).integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    src = tmp_path / "in16.png"
+    with open(src, "wb") as f:
+        png.Writer(11, 9, bitdepth=16, greyscale=False).write(f, data.reshape(9, 33))
+    out = tmp_path / "out16.png"
+    assert _run(upscale.main, src, out, "--scale", 2, "--method", "nearest") == 0
+    w, h, rows, info = png.Reader(filename=str(out)).asDirect()
+    assert (w, h, info["bitdepth"]) == (22, 18, 16)
+    back = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(18, 22, 3)
+    np.testing.assert_array_equal(back, data.repeat(2, 0).repeat(2, 1))  # Exact at 16 bits.
+
+
+def test_upscale_with_shipped_weights_beats_bicubic(tmp_path):
+    from genres_jax.data import sr_pairs, sr_photos
+    from genres_jax.metrics import psnr
+
+    # A crop of a photo the model never saw (scikit-learn's china.jpg).
+    china = sr_photos.read_rgb(sr_photos.unseen_photo_paths()[1])
+    hr = china[200:296, 300:396]
+    lr = sr_pairs.bicubic_lr(hr, 2)
+    Image.fromarray(lr).save(tmp_path / "lr.png")
+    for name, how in (("edsr", ["--workdir", SHIPPED_X2]), ("bicubic", ["--method", "bicubic"])):
+        assert (
+            _run(upscale.main, tmp_path / "lr.png", tmp_path / f"{name}.png", "--scale", 2, *how)
+            == 0
+        )
+    scores = {
+        name: float(
+            psnr(
+                np.asarray(Image.open(tmp_path / f"{name}.png"), np.float32) / 255,
+                hr.astype(np.float32) / 255,
+                crop_border=2,
+                y_only=True,
+            )
+        )
+        for name in ("edsr", "bicubic")
+    }
+    assert scores["edsr"] > scores["bicubic"] + 0.5, scores
+
+
+BAD_INPUTS = {
+    "not_an_image.png": b"this is text, not pixels",
+    "empty.png": b"",
+    "truncated.png": None,  # Filled in below: a PNG cut in half.
+    "zero.png": None,  # A PNG header claiming 0x0 pixels.
+}
+
+
+def _bad_file(tmp_path, name) -> str:
+    path = tmp_path / name
+    if name == "truncated.png":
+        Image.fromarray(_rgb(40, 40)).save(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif name == "zero.png":
+        import struct
+        import zlib
+
+        def chunk(t, d):
+            return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+        ihdr = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    else:
+        path.write_bytes(BAD_INPUTS[name])
+    return str(path)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_upscale_bad_inputs_fail_clearly_and_leave_output_alone(tmp_path, capsys, name):
+    src = _bad_file(tmp_path, name)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    assert _run(upscale.main, src, out, "--scale", 2, "--method", "bicubic", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and name in err
+    assert out.read_bytes() == b"precious"
+
+
+def test_upscale_refuses_to_overwrite_without_flag(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(_rgb(8, 8)).save(src)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    assert _run(upscale.main, src, out, "--scale", 2, "--method", "bicubic") == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert _run(upscale.main, src, out, "--scale", 2, "--method", "bicubic", "--overwrite") == 0
+    assert Image.open(out).size == (16, 16)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "sharpest"], "unknown method 'sharpest'; valid: bicubic, bilinear"),
+        (["--workdir", "/no/such/workdir"], "is not a training workdir"),
+        (["--workdir", SHIPPED_X2, "--scale", "4"], "upscales x2, not x4"),
+        (["--method", "bicubic"], "--scale is required"),
+    ],
+)
+def test_upscale_usage_errors(tmp_path, capsys, args, message):
+    src = tmp_path / "in.png"
+    Image.fromarray(_rgb(8, 8)).save(src)
+    assert _run(upscale.main, src, tmp_path / "out.png", *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_unsupported_image_mode(tmp_path, capsys):
+    src = tmp_path / "float.tiff"
+    Image.fromarray(np.zeros((6, 6), np.float32), mode="F").save(src)
+    assert _run(upscale.main, src, tmp_path / "out.png", "--scale", 2, "--method", "bicubic") == 2
+    assert "unsupported image mode 'F'" in capsys.readouterr().err
+
+
+def test_jpeg_output_refuses_alpha(tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((6, 6, 4), np.uint8), "RGBA").save(src)
+    assert _run(upscale.main, src, tmp_path / "o.jpg", "--scale", 2, "--method", "bicubic") == 2
+    assert "JPEG cannot store" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_sr_workdir(sr_data_dir, tmp_path_factory) -> str:
+    """A real SR workdir (config, checkpoint, best weights) of a tiny EDSR after 2 steps."""
+    from conftest import load_config
+
+    from genres_jax import trainer
+
+    config = load_config("edsr_x2")
+    config.dataset.data_dir = sr_data_dir
+    config.model.overrides = {"num_blocks": 1, "features": 8}
+    config.dataset.lr_patch_size = 16
+    config.batch_size, config.total_steps, config.eval_every = 4, 2, 2
+    config.sr_eval.max_images, config.sr_eval.panels, config.progress_bar = 1, 0, False
+    workdir = str(tmp_path_factory.mktemp("tiny_sr"))
+    trainer.train_and_evaluate(config, workdir)
+    return workdir
+
+
+def test_4000_pixel_image_upscales_in_bounded_memory(tmp_path, tiny_sr_workdir):
+    """A 4000x4000 input through a model workdir, tiled, in a fresh process."""
+    src = tmp_path / "big.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8)).resize(
+        (4000, 4000), Image.Resampling.NEAREST
+    ).save(src, compress_level=1)
+    code = (
+        "import resource, sys\n"
+        "from genres_jax import upscale\n"
+        f"rc = upscale.main([{str(src)!r}, {str(tmp_path / 'big_x2.jpg')!r}, '--workdir', "
+        f"{tiny_sr_workdir!r}, '--tile', '512', '--batch-size', '2'])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak_mib = int(proc.stdout.split()[-1]) / 1024
+    # Input and output as float32 are 183 + 732 MiB and the uint8 output 183 MiB; the rest is
+    # the runtime and one batch of tiles. A whole-image pass would add 8-channel activations
+    # of 4000x4000 (0.5 GiB each) and 8000x8000 (2 GiB each), several of them at once.
+    assert peak_mib < 4000, peak_mib
+    assert Image.open(tmp_path / "big_x2.jpg").size == (8000, 8000)
+
+
+def test_evaluate_bicubic_on_a_folder(tmp_path, capsys):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for i, size in enumerate([(37, 41), (64, 50)]):
+        Image.fromarray(_rgb(*size, seed=i)).save(folder / f"img{i}.png")
+    out = tmp_path / "result.json"
+    rc = _run(
+        evaluate.main, "--method", "bicubic", "--scale", 3, "--hr-dir", folder, "--output", out
+    )
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads(out.read_text())
+    assert printed == written
+    assert written["scale"] == 3 and written["crop_border"] == 3 and written["num_images"] == 2
+    assert set(written["per_image"]) == {"img0.png", "img1.png"}
+    assert set(written["mean"]) == {"psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y"}
+    mean = np.mean([m["psnr_y"] for m in written["per_image"].values()])
+    np.testing.assert_allclose(written["mean"]["psnr_y"], mean)
+    # The output file is not replaced without --overwrite.
+    rc = _run(
+        evaluate.main, "--method", "bicubic", "--scale", 3, "--hr-dir", folder, "--output", out
+    )
+    assert rc == 2 and "exists" in capsys.readouterr().err
+
+
+def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys):
+    rc = _run(evaluate.main, "--workdir", SHIPPED_X2, "--data-dir", sr_data_dir)
+    assert rc == 0
+    model = json.loads(capsys.readouterr().out)
+    rc = _run(evaluate.main, "--method", "bicubic", "--scale", 2, "--data-dir", sr_data_dir)
+    bicubic = json.loads(capsys.readouterr().out)
+    assert model["data"] == bicubic["data"] == "sr_photos_local:validation"
+    assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + 2.0
