@@ -6,8 +6,9 @@ are kept in <workdir>/best (what evaluate and upscale load).
 
     python train.py --config configs/edsr_x2.py --workdir runs/edsr_x2
 
-On one GPU this is the run behind weights/edsr_x2 (README, "Super-resolution results"). On a
-2-core CPU the model trains too slowly to be useful; try --config.model.overrides="{'num_blocks': 4}".
+On one GPU this is the run behind weights/edsr_x2 (README, "Results"). On a 2-core CPU the
+full model trains too slowly to be useful; a smaller one:
+--config.model.overrides="{'num_blocks': 4}".
 """
 
 import ml_collections

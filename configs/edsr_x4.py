@@ -1,8 +1,9 @@
 """EDSR-M x4 on scikit-image's RGB photos, offline; initialised from the x2 model as in EDSR.
 
-Same recipe as edsr_x2 (L1, Adam 2e-4 cosine, EMA) on 48x48 LR patches. As the EDSR paper does, the network
-starts from trained x2 weights (every layer whose shape matches; the x4 upsampler is new):
-``init_from`` names a workdir whose best weights are loaded ("" = from scratch).
+Same recipe as edsr_x2 (L1, Adam 2e-4 cosine, EMA) on 48x48 LR patches. As the EDSR paper does,
+the network starts from trained x2 weights (every array whose shape matches; the second x2
+upsampling stage is new): ``init_from`` names a workdir whose best weights are loaded ("" = from
+scratch).
 
     python train.py --config configs/edsr_x4.py --workdir runs/edsr_x4 \\
         --config.init_from=weights/edsr_x2
