@@ -44,7 +44,12 @@ def host_batch_to_global(batch: Any, mesh: Mesh) -> Any:
 
 
 def constrain_batch(x: jax.Array) -> jax.Array:
-    """Inside a jitted step under `jax.set_mesh`: lay ``x`` out like the batch."""
+    """Inside a jitted step under `jax.set_mesh`: lay ``x`` out like the batch.
+
+    Without a mesh in context (a step called on its own, in a notebook) it returns ``x``.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return x
     return jax.lax.with_sharding_constraint(x, P(DATA_AXIS))
 
 

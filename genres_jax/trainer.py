@@ -57,6 +57,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(str(e)) from None
 
 
+# Metrics shown next to the progress bar, when a task reports them.
+_PROGRESS_KEYS = ("loss", "d_loss", "g_loss", "elbo")
+
+
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
     stacked = jax.device_get(pending)
     return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
@@ -263,7 +267,8 @@ def train_and_evaluate(
                 clock, clock_step = now, step
                 pending = []
                 writer.write_scalars(step, last_train, "train")
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(last_train.items())[:3]})
+                shown = [k for k in _PROGRESS_KEYS if k in last_train] or list(last_train)[:3]
+                bar.set_postfix({k: f"{last_train[k]:.4g}" for k in shown})
             last = step == config.total_steps
             if config.eval_every and (step % config.eval_every == 0 or last):
                 if eval_source is not None and predict is not None:
