@@ -15,6 +15,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a workdir written by a different config (its config.json is kept as config.N.json).",
+)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() before anything else."
 )
@@ -65,10 +70,13 @@ def main(argv: list[str]) -> int:
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
     from genres_jax import trainer
+    from genres_jax.data.sources import DatasetError
 
     try:
-        trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except trainer.ConfigError as e:
+        trainer.train_and_evaluate(
+            _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+        )
+    except (trainer.ConfigError, DatasetError) as e:
         _fail(str(e))
     return 0
 

@@ -25,6 +25,8 @@ def make_manager(directory: str, *, save_every: int, keep: int) -> ocp.Checkpoin
         preservation_policy=preservation_policy.LatestN(keep),
         create=True,
         enable_async_checkpointing=True,
+        # Directories of saves cut short by a crash are removed at the next start.
+        cleanup_tmp_directories=True,
     )
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
@@ -39,6 +41,13 @@ def make_best_manager(directory: str, metric: str) -> ocp.CheckpointManager:
         create=True,
     )
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def drop_steps_after(manager: ocp.CheckpointManager, step: int) -> None:
+    """Deletes saved steps newer than ``step``: a run resumed from ``step`` writes them again."""
+    for s in manager.all_steps():
+        if s > step:
+            manager.delete(s)
 
 
 def save_params(

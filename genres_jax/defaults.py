@@ -27,6 +27,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.compute_dtype = "float32"
     config.progress_bar = True
     config.eval_max_records = 0  # 0 = the whole eval split.
+    # A step with a NaN or infinity in its loss, metrics or new state is not applied. "skip":
+    # count it and go on; "stop": end the run (checkpoint of the last good state) once
+    # nonfinite_max_consecutive bad steps in a row are seen (checked every log_every steps).
+    config.nonfinite_policy = "skip"
+    config.nonfinite_max_consecutive = 20
     return config
 
 

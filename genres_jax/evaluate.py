@@ -1,13 +1,22 @@
-"""Evaluate super-resolution by the protocol of the SR literature; prints JSON.
+"""Evaluate a trained workdir (super-resolution, GAN or VAE) or a classical method; prints JSON.
 
     python -m genres_jax.evaluate --workdir weights/edsr_x2            # its validation split
     python -m genres_jax.evaluate --workdir DIR --hr-dir photos/ --output result.json
     python -m genres_jax.evaluate --method bicubic --scale 4 [--hr-dir photos/]
+    python -m genres_jax.evaluate --workdir GAN_OR_VAE_DIR [--feature-extractor DIR|FILE.npz]
+        [--num-samples N] [--iw-samples K] [--upscaler SR_DIR | --upscale-method M --scale S]
 
-HR images are cropped to a multiple of the scale, LR images made by MATLAB-style bicubic
-downscaling (rounded to uint8), the result compared with HR by PSNR and SSIM on RGB and on Y
-(BT.601), ``--crop-border`` pixels (default: the scale) removed from every edge. Keys say what
-they are: ``mean.psnr_y``, ``per_image.<name>.ssim_rgb``, ...
+GAN and VAE workdirs get the generative metrics of `genres_jax.generative_eval`: FID, KID
+(with its standard error) and precision/recall of generated images against the real data,
+every key naming the feature extractor (``fid/classifier_fashion_mnist``), and for VAEs the
+importance-weighted bound and ELBO on the test split. ``--upscaler`` / ``--upscale-method``
+evaluate the cascade: samples upscaled by an SR workdir or a classical method, compared with
+real images at the upscaled size.
+
+Super-resolution: HR images are cropped to a multiple of the scale, LR images made by
+MATLAB-style bicubic downscaling (rounded to uint8), the result compared with HR by PSNR and
+SSIM on RGB and on Y (BT.601), ``--crop-border`` pixels (default: the scale) removed from every
+edge. Keys say what they are: ``mean.psnr_y``, ``per_image.<name>.ssim_rgb``, ...
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import os
 import sys
 from collections.abc import Iterator
 
+import jax
 import numpy as np
 from absl import logging
 
-from genres_jax import defaults, sr_eval, workdirs
+from genres_jax import defaults, features, generative_eval, sample, sharding, sr_eval, workdirs
 from genres_jax.data import sources, sr_pairs, sr_photos
 from genres_jax.ops import imresize
 
@@ -45,6 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--crop-border", type=int, default=-1, help="-1 = the scale")
     p.add_argument("--tile", type=int, default=192, help="LR tile size for models; 0 = whole")
     p.add_argument("--max-images", type=int, default=0, help="0 = all")
+    gen = p.add_argument_group("GAN and VAE workdirs")
+    gen.add_argument("--feature-extractor", default="", help="classifier workdir or Inception .npz")
+    gen.add_argument("--num-samples", type=int, help="generated images (default: the config's)")
+    gen.add_argument("--iw-samples", type=int, help="VAE: importance samples per test image")
+    gen.add_argument("--upscaler", help="an SR workdir that upscales the samples (cascade)")
+    gen.add_argument("--upscale-method", help="upscale the samples classically (with --scale)")
+    gen.add_argument("--seed", type=int, help="sampling seed (default: the config's)")
     p.add_argument("--output", help="also write the JSON to this file")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return p.parse_args(argv)
@@ -70,12 +87,81 @@ def dataset_pairs(name: str, split: str, data_dir: str, scale: int, config=None)
         yield source[i]
 
 
+def evaluate_generative(args: argparse.Namespace, config) -> dict:
+    """Sample quality (and the VAE's likelihood bounds) of a GAN/VAE workdir, maybe upscaled."""
+    if args.hr_dir or args.method:
+        raise UsageError("--hr-dir and --method are for super-resolution, not GAN/VAE workdirs")
+    cfg = generative_eval.settings_of(config)
+    for key, value in (
+        ("num_samples", args.num_samples),
+        ("iw_samples", args.iw_samples),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            if value < (0 if key == "seed" else 1):
+                raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+            cfg[key] = value
+    if args.feature_extractor:
+        cfg.feature_extractor = args.feature_extractor
+    if args.max_images:
+        cfg.iw_max_records = args.max_images
+    cfg.batch_size = (
+        sharding.per_process(cfg.batch_size) // jax.local_device_count() * (jax.device_count())
+        or jax.device_count()
+    )
+    mesh = sharding.make_mesh()
+    upscale, params, scale, up_info = sample.load_upscaler(
+        args.upscaler, args.upscale_method, args.scale
+    )
+    generator = sample.load_generator(
+        args.workdir, batch_size=cfg.batch_size, data_dir=args.data_dir, mesh=mesh
+    )
+    extractor = features.resolve(cfg.feature_extractor, config.dataset.name)
+    h, w, c = generator.image_shape
+    metrics, what = generative_eval.sample_quality(
+        sample.make_sampler(generator, upscale, params, mesh),
+        (h * scale, w * scale, c),
+        extractor,
+        generator.config.dataset,
+        cfg,
+        os.path.join(args.workdir, "reference_stats"),
+        mesh,
+    )
+    if config.task == "vae" and scale == 1:
+        metrics.update(
+            generative_eval.vae_likelihood(
+                generator.config,
+                generator.state.params,
+                generator.image_shape,
+                iw_samples=cfg.iw_samples,
+                max_records=cfg.iw_max_records,
+                batch_size=cfg.batch_size,
+                key=jax.random.key(cfg.seed + 1),
+                mesh=mesh,
+            )
+        )
+    return {
+        "generator": generator.info,
+        "upscaling": {**up_info, "scale": scale},
+        "feature_extractor": extractor.describe(),
+        "image_shape": [h * scale, w * scale, c],
+        **what,
+        **metrics,
+    }
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     if args.output and os.path.exists(args.output) and not args.overwrite:
         raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
     config = None
     if args.workdir:
         config = workdirs.load_config(args.workdir)
+        if config.get("task") in sample.GENERATIVE_TASKS:
+            return evaluate_generative(args, config)
+        if args.upscaler or args.upscale_method or args.feature_extractor:
+            raise UsageError(
+                "--upscaler, --upscale-method and --feature-extractor are for GAN/VAE workdirs"
+            )
         predict, scale, radius, what = sr_eval.workdir_predictor(args.workdir, args.scale)
         upscale = sr_eval.model_upscaler(
             predict, scale=scale, tile=args.tile, overlap=radius, batch_size=1
@@ -111,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(args)
     except (
         UsageError,
+        sample.UsageError,
+        features.ExtractorError,
         workdirs.WorkdirError,
         sources.DatasetError,
         sr_photos.ImageFileError,
+        sr_eval.EvaluationError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,6 +22,13 @@ Upscaler = Callable[[np.ndarray], np.ndarray]  # (h, w, C) float in [0, 1] -> (h
 
 METRIC_NAMES = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 
+# SSIM's 11x11 window must fit inside the image once the border is cropped.
+MIN_MEASURED_SIZE = 11
+
+
+class EvaluationError(ValueError):
+    """An image that cannot be evaluated by the protocol; the message names it."""
+
 
 def workdir_predictor(workdir: str, scale: float | None = None):
     """(predict on (N, h, w, 3) batches, scale, receptive radius, description) of a workdir.
@@ -116,6 +123,12 @@ def evaluate_pairs(
     for pair in pairs:
         lr = np.asarray(pair["lr"], np.float32) / 255.0
         hr = np.asarray(pair["hr"], np.float32) / 255.0
+        if min(hr.shape[:2]) - 2 * crop_border < MIN_MEASURED_SIZE:
+            raise EvaluationError(
+                f"{pair['name']}: {hr.shape[1]}x{hr.shape[0]} pixels leave less than "
+                f"{MIN_MEASURED_SIZE}x{MIN_MEASURED_SIZE} for SSIM after cropping {crop_border} "
+                "from each edge"
+            )
         sr = upscale(lr)
         if sr.shape != hr.shape:
             raise ValueError(f"{pair['name']}: SR shape {sr.shape} != HR shape {hr.shape}")

@@ -36,17 +36,47 @@ def save_png(path: str, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def read_records(path: str) -> list[dict]:
+    """The records of a metrics.jsonl file; a line cut short by a crash is left out."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def truncate_records(path: str, last_step: int) -> None:
+    """Keeps the complete records with ``step <= last_step`` (atomic rewrite)."""
+    if not os.path.exists(path):
+        return
+    kept = [r for r in read_records(path) if r.get("step", 0) <= last_step]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(tmp, path)
+
+
 class MetricWriter:
     """Appends scalars to ``metrics.jsonl`` and TensorBoard, images to TensorBoard and PNGs."""
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
+        """``resume_step``: the step a run restarts from; records written after it by an
+        interrupted run are dropped (they will be written again), so no step appears twice."""
         self.enabled = enabled
         self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
         self.samples_dir = os.path.join(workdir, "samples")
         self._tb = None
         if enabled:
             os.makedirs(self.samples_dir, exist_ok=True)
-            self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
+            truncate_records(self.jsonl_path, resume_step)
+            self._tb = SummaryWriter(
+                logdir=os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1
+            )
 
     def write_scalars(self, step: int, scalars: Mapping[str, float], kind: str = "train") -> None:
         """One JSON record ``{"step", "kind", <name>: value}`` and one TB scalar per value."""

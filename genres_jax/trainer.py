@@ -2,7 +2,9 @@
 
 Straight-line on purpose; each banner is one stage. The loop runs the same code on 1 device,
 N devices and N hosts: the state is replicated over a 1-D ``data`` mesh and every batch is split
-over it. Metrics reach the host every ``log_every`` steps only.
+over it. Metrics reach the host every ``log_every`` steps only. A run resumes from the newest
+complete checkpoint in its workdir, skips non-finite steps (`genres_jax.guards`) and on SIGTERM
+or SIGINT stops after the current step with a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,48 +16,16 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from genres_jax import checkpointing, sharding, sr_eval, summaries, tasks
+from genres_jax import checkpointing, guards, run_checks, sharding, summaries, tasks, train_eval
 from genres_jax.data import inputs, pipeline, sources
+from genres_jax.run_checks import ConfigError, validate_config
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; raised before anything is compiled."""
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks shared by every task; the task's own checks follow in `tasks.validate`."""
-    for key in ("batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-    for key in ("eval_every", "seed"):
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{key} must be a non-negative integer, got {value!r}")
-    init_from = config.get("init_from", "")
-    if init_from and not os.path.isdir(os.path.join(init_from, "best")):
-        raise ConfigError(
-            f"init_from={init_from!r} is not a workdir with best weights ({init_from}/best)"
-        )
-    n = jax.device_count()
-    if config.batch_size % n:
-        raise ConfigError(
-            f"batch_size={config.batch_size} is not divisible by the {n} devices; "
-            f"use a multiple of {n}"
-        )
-    if config.eval_batch_size <= 0 or config.eval_batch_size % n:
-        raise ConfigError(f"eval_batch_size must be a positive multiple of the device count ({n})")
-    try:
-        inputs.validate(config)
-        tasks.validate(config)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
+__all__ = ["ConfigError", "train_and_evaluate", "validate_config"]
 
 # Metrics shown next to the progress bar, when a task reports them.
 _PROGRESS_KEYS = ("loss", "d_loss", "g_loss", "elbo")
@@ -66,91 +36,40 @@ def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    path = os.path.join(workdir, "config.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    os.replace(tmp, path)
+def _any_process(flag: bool) -> bool:
+    """True on every process if it is True on any (a collective: call it at the same step)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
-def evaluate(state, eval_step, source, operations, config, rng, mesh) -> dict[str, float]:
-    """Runs ``eval_step`` over one pass of ``source``; returns sums / count per metric."""
-    totals = None
-    for host_batch in pipeline.eval_batches(
-        source,
-        batch_size=sharding.per_process(config.eval_batch_size),
-        operations=operations,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        max_records=config.get("eval_max_records", 0),
-    ):
-        batch = sharding.host_batch_to_global(host_batch, mesh)
-        sums = eval_step(state, batch, rng)
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = max(float(totals.pop("count")), 1.0)
-    return {k: float(v) / count for k, v in totals.items()}
-
-
-def _init_from(task, state, workdir: str, state_sh, verbose: bool):
-    """Fine-tuning start: every parameter of ``workdir``'s best weights that fits is loaded."""
-    if task.with_params is None:
-        raise ConfigError("init_from is not supported by this task")
-    pretrained, step = checkpointing.load_params(os.path.join(workdir, "best"))
-    params, taken = tasks.base.merge_matching(task.inference_params(state), pretrained)
-    state = jax.device_put(task.with_params(state, params), state_sh)
-    if verbose:
-        total = len(jax.tree.leaves(params))
-        print(
-            f"Initialised {len(taken)} of {total} parameter arrays from {workdir} (step {step})",
-            file=sys.stderr,
-        )
-    return state
-
-
-def validate_sr(task, state, predict, source, config, writer, step: int) -> dict[str, float]:
-    """Whole-image SR validation (tiled, so one compilation serves every image size).
-
-    Writes a bicubic | model | HR panel per image (the first ``panels`` images) and returns the
-    mean PSNR/SSIM on RGB and Y.
-    """
-    cfg = config.sr_eval
-    overlap = cfg.overlap if cfg.overlap >= 0 else task.receptive_radius
-    upscale = sr_eval.model_upscaler(
-        lambda lr: predict(state, lr),
-        scale=config.scale,
-        tile=cfg.tile,
-        overlap=overlap,
-        batch_size=cfg.batch_size,
+def _restore(manager, latest, abstract_state, train_rng, repl, train_iter, workdir):
+    target = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state
     )
-    panels = {}
-
-    def keep_panel(name, sr, pair):
-        if len(panels) < cfg.panels:
-            panels[f"val_{len(panels)}"] = sr_eval.comparison_panel(
-                pair["lr"], sr, pair["hr"], scale=config.scale, size=cfg.panel_size
-            )[None]
-
-    n = len(source) if not cfg.max_images else min(cfg.max_images, len(source))
-    result = sr_eval.evaluate_pairs(
-        upscale,
-        (source[i] for i in range(n)),
-        crop_border=cfg.crop_border if cfg.crop_border >= 0 else config.scale,
-        on_image=keep_panel,
-    )
-    writer.write_images(step, panels)
-    return result["mean"]
+    rng_target = jax.ShapeDtypeStruct(train_rng.shape, train_rng.dtype, sharding=repl)
+    try:
+        return checkpointing.restore(manager, latest, target, rng_target, train_iter)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"checkpoint {latest} in {workdir} does not fit this config's model and data "
+            f"({type(e).__name__}: {str(e)[:300]}). Use another --workdir."
+        ) from None
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, stop_at: int | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    stop_at: int | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     ``stop_at`` ends this run after that step with a checkpoint, as a preemption would; the
-    schedule still follows ``config.total_steps``. Returns the final step, the last train and
-    eval metrics and the state (for scripts and tests).
+    schedule still follows ``config.total_steps``. ``allow_config_change`` resumes a workdir
+    written by a different config. Returns the final step, how the run ended, the last train
+    and eval metrics and the state (for scripts and tests).
     """
     # ---------------------------------------------------------------- Checks that cost nothing.
     validate_config(config)
@@ -160,8 +79,9 @@ def train_and_evaluate(
         raise ConfigError(str(e)) from None
     is_chief = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    if is_chief:
-        _write_config(config, workdir)
+    changed = run_checks.check_workdir_config(config, workdir, allow_change=allow_config_change)
+    if changed and is_chief:
+        run_checks.write_config(config, workdir)
 
     # ------------------------------------------------------------------------------- Data.
     mesh = sharding.make_mesh()
@@ -202,48 +122,46 @@ def train_and_evaluate(
             state = jax.jit(task.init, out_shardings=state_sh)(init_rng, example)
             train_rng = jax.device_put(train_rng, repl)
             if config.get("init_from"):
-                state = _init_from(task, state, config.init_from, state_sh, is_chief)
+                state = train_eval.init_from(task, state, config.init_from, state_sh, is_chief)
         else:
-            target = jax.tree.map(
-                lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state
-            )
-            rng_target = jax.ShapeDtypeStruct(train_rng.shape, train_rng.dtype, sharding=repl)
-            state, train_rng = checkpointing.restore(
-                manager, latest, target, rng_target, train_iter
+            state, train_rng = _restore(
+                manager, latest, abstract_state, train_rng, repl, train_iter, workdir
             )
             if is_chief:
                 print(f"Resumed from step {latest} in {workdir}", file=sys.stderr)
 
         # ------------------------------------------------------------------- Jitted steps.
+        counters_sh = {"bad_run": repl, "bad_total": repl}
         train_step = jax.jit(
-            task.train_step,
-            in_shardings=(state_sh, batch_sh, repl),
-            out_shardings=(state_sh, repl),
-            donate_argnums=0,
+            guards.guard_step(task.train_step),
+            in_shardings=(state_sh, counters_sh, batch_sh, repl),
+            out_shardings=(state_sh, counters_sh, repl),
+            donate_argnums=(0, 1),
         )
-        eval_step = None
+        counters = jax.device_put(guards.new_counters(), repl)
+        eval_step = sample = predict = best = None
         if task.eval_step is not None:
             eval_step = jax.jit(
                 task.eval_step, in_shardings=(state_sh, batch_sh, repl), out_shardings=repl
             )
-        sample = None
         if task.sample_images is not None:
             sample = jax.jit(task.sample_images, in_shardings=(state_sh, repl), out_shardings=repl)
-        predict = None
-        best = None
         if task.predict is not None:
             predict = jax.jit(task.predict, in_shardings=(state_sh, repl), out_shardings=repl)
             if is_chief:
                 best = checkpointing.make_best_manager(os.path.join(workdir, "best"), "psnr_y")
+                checkpointing.drop_steps_after(best, latest or 0)
         eval_rng = jax.random.fold_in(train_rng, 0x7FFFFFFF)
         sample_rng = jax.random.fold_in(train_rng, 0x7FFFFFFE)
 
         # ------------------------------------------------------------------------ The loop.
-        writer = summaries.MetricWriter(workdir, enabled=is_chief)
         step = int(jax.device_get(state.step))
+        writer = summaries.MetricWriter(workdir, enabled=is_chief, resume_step=step)
         pending: list[dict[str, jax.Array]] = []
         last_train: dict[str, float] = {}
         last_eval: dict[str, float] = {}
+        ended = "done"
+        skipped_total = 0
         bar = tqdm(
             total=config.total_steps,
             initial=step,
@@ -253,59 +171,98 @@ def train_and_evaluate(
         )
         end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
         clock, clock_step = time.perf_counter(), step
-        while step < end:
-            batch = sharding.host_batch_to_global(next(train_iter), mesh)
-            state, metrics = train_step(state, batch, train_rng)
-            pending.append(metrics)
-            step += 1
-            bar.update(1)
-            final = step == end
-            if step % config.log_every == 0 or final:
-                last_train = _mean_metrics(pending)  # Waits for the device: time it after.
-                now = time.perf_counter()
-                last_train["steps_per_sec"] = (step - clock_step) / max(now - clock, 1e-9)
-                clock, clock_step = now, step
-                pending = []
-                writer.write_scalars(step, last_train, "train")
-                shown = [k for k in _PROGRESS_KEYS if k in last_train] or list(last_train)[:3]
-                bar.set_postfix({k: f"{last_train[k]:.4g}" for k in shown})
-            last = step == config.total_steps
-            if config.eval_every and (step % config.eval_every == 0 or last):
-                if eval_source is not None and predict is not None:
-                    last_eval = validate_sr(task, state, predict, eval_source, config, writer, step)
-                    writer.write_scalars(step, last_eval, "eval")
-                    if best is not None:
-                        params = jax.device_get(task.inference_params(state))
-                        checkpointing.save_params(best, step, params, last_eval)
-                elif eval_source is not None:
-                    last_eval = evaluate(
-                        state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
-                    )
-                    writer.write_scalars(step, last_eval, "eval")
-                if sample is not None:
-                    writer.write_images(step, jax.device_get(sample(state, sample_rng)))
-                writer.flush()
-            checkpointing.save(manager, step, state, train_rng, train_iter, force=final)
-        bar.close()
-        if step > 0 and manager.latest_step() != step:
-            checkpointing.save(manager, step, state, train_rng, train_iter, force=True)
-        manager.wait_until_finished()
-        manager.close()
-        if best is not None:
-            best.wait_until_finished()
-            best.close()
-        writer.close()
+        with guards.PreemptionHandler() as preemption:
+            while step < end:
+                batch = sharding.host_batch_to_global(next(train_iter), mesh)
+                state, counters, metrics = train_step(state, counters, batch, train_rng)
+                pending.append(metrics)
+                step += 1
+                bar.update(1)
+                logging_step = step % config.log_every == 0 or step == end
+                if logging_step:
+                    last_train = _mean_metrics(pending)  # Waits for the device: time it after.
+                    now = time.perf_counter()
+                    last_train["steps_per_sec"] = (step - clock_step) / max(now - clock, 1e-9)
+                    clock, clock_step, pending = now, step, []
+                    writer.write_scalars(step, last_train, "train")
+                    shown = [k for k in _PROGRESS_KEYS if k in last_train] or list(last_train)[:3]
+                    bar.set_postfix({k: f"{last_train[k]:.4g}" for k in shown})
+                    bad = jax.device_get(counters)
+                    skipped_total = int(bad["bad_total"])
+                    if (
+                        config.nonfinite_policy == "stop"
+                        and bad["bad_run"] >= config.nonfinite_max_consecutive
+                    ):
+                        ended = "nonfinite"
+                if config.eval_every and (
+                    step % config.eval_every == 0 or step == config.total_steps
+                ):
+                    if eval_source is not None and predict is not None:
+                        last_eval = train_eval.validate_sr(
+                            task, state, predict, eval_source, config, writer, step
+                        )
+                        writer.write_scalars(step, last_eval, "eval")
+                        if best is not None:
+                            params = jax.device_get(task.inference_params(state))
+                            checkpointing.save_params(best, step, params, last_eval)
+                    elif eval_source is not None:
+                        last_eval = train_eval.evaluate(
+                            state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
+                        )
+                        writer.write_scalars(step, last_eval, "eval")
+                    if sample is not None:
+                        writer.write_images(step, jax.device_get(sample(state, sample_rng)))
+                    writer.flush()
+                # Multi-host: every process must agree to stop at the same step, so signals
+                # are compared across processes at logging steps only.
+                signalled = preemption.requested is not None
+                if (jax.process_count() == 1 or logging_step) and _any_process(signalled):
+                    ended = "preempted"
+                stopping = ended != "done" or step == end
+                checkpointing.save(manager, step, state, train_rng, train_iter, force=stopping)
+                if ended != "done":
+                    break
+            # Still under the handler: a second signal during the last save exits at once.
+            bar.close()
+            if step > 0 and manager.latest_step() != step:
+                checkpointing.save(manager, step, state, train_rng, train_iter, force=True)
+            manager.wait_until_finished()
+            manager.close()
+            if best is not None:
+                best.wait_until_finished()
+                best.close()
+            writer.close()
 
     if is_chief:
-        print(
-            f"{'Done' if step == config.total_steps else 'Stopped'}: step {step} of "
-            f"{config.total_steps} in {workdir}\n"
-            f"  metrics:     {writer.jsonl_path}\n"
-            f"  samples:     {writer.samples_dir}\n"
-            f"  checkpoints: {os.path.join(workdir, 'checkpoints')}\n"
-            f"  TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
-            file=sys.stderr,
-        )
-    if last_eval and is_chief:
-        print(json.dumps({"step": step, **last_eval}), file=sys.stderr)
-    return {"step": step, "train": last_train, "eval": last_eval, "state": state}
+        checkpoint = os.path.join(workdir, "checkpoints", str(step))
+        if ended == "preempted":
+            print(f"Stopped by signal at step {step}; checkpoint: {checkpoint}", file=sys.stderr)
+        elif ended == "nonfinite":
+            print(
+                f"Stopped at step {step}: {config.nonfinite_max_consecutive} or more steps in a "
+                f"row had non-finite values ({skipped_total} skipped in all); the checkpoint "
+                f"{checkpoint} holds the last good state.",
+                file=sys.stderr,
+            )
+        else:
+            if skipped_total:
+                print(f"{skipped_total} steps with non-finite values skipped", file=sys.stderr)
+            print(
+                f"{'Done' if step == config.total_steps else 'Stopped'}: step {step} of "
+                f"{config.total_steps} in {workdir}\n"
+                f"  metrics:     {writer.jsonl_path}\n"
+                f"  samples:     {writer.samples_dir}\n"
+                f"  checkpoints: {os.path.join(workdir, 'checkpoints')}\n"
+                f"  TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
+                file=sys.stderr,
+            )
+        if last_eval:
+            print(json.dumps({"step": step, **last_eval}), file=sys.stderr)
+    return {
+        "step": step,
+        "ended": ended,
+        "skipped_steps": skipped_total,
+        "train": last_train,
+        "eval": last_eval,
+        "state": state,
+    }

@@ -244,3 +244,12 @@ def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys):
     bicubic = json.loads(capsys.readouterr().out)
     assert model["data"] == bicubic["data"] == "sr_photos_local:validation"
     assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + 2.0
+
+
+def test_evaluate_image_too_small_for_ssim(tmp_path, capsys):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.fromarray(_rgb(16, 30)).save(folder / "tiny.png")
+    rc = _run(evaluate.main, "--method", "bicubic", "--scale", 4, "--hr-dir", folder)
+    assert rc == 2
+    assert "tiny.png: 28x16 pixels leave less than 11x11 for SSIM" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Trains a tiny config in a fresh process and saves the final state's leaves to an .npz.
 
 Used by tests that need a process with its own device setup (XLA_FLAGS must be set before JAX
-starts): ``python tests/train_and_dump.py CONFIG DATA_DIR WORKDIR OUT.npz [key=value ...]``.
+starts): ``python tests/train_and_dump.py CONFIG DATA_DIR WORKDIR OUT.npz [key=value ...]``;
+``stop_at=N`` ends the run after step N.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def main(argv: list[str]) -> None:
             overrides[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             overrides[key] = value
+    stop_at = overrides.pop("stop_at", None)
     config = tiny(load_config(name), data_dir, **overrides)
-    result = trainer.train_and_evaluate(config, workdir)
+    result = trainer.train_and_evaluate(config, workdir, stop_at=stop_at)
     leaves = jax.tree.leaves(jax.device_get(result["state"]))
     np.savez(out, *leaves, devices=jax.device_count())
 

@@ -14,6 +14,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from genres_jax.data.sources import DatasetError
 from genres_jax.ops.imresize import imresize_numpy
 
 
@@ -29,7 +30,7 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     return np.clip(np.round(lr * 255.0), 0, 255).astype(np.uint8)
 
 
-class SmallImageError(ValueError):
+class SmallImageError(DatasetError):
     """An image smaller than the training crop; the message names it."""
 
 

@@ -1,0 +1,82 @@
+"""Evaluation inside a training run, and the fine-tuning start from another workdir."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from genres_jax import checkpointing, sharding, sr_eval, tasks
+from genres_jax.data import pipeline
+from genres_jax.run_checks import ConfigError
+
+
+def evaluate(state, eval_step, source, operations, config, rng, mesh) -> dict[str, float]:
+    """Runs ``eval_step`` over one pass of ``source``; returns sums / count per metric."""
+    totals = None
+    for host_batch in pipeline.eval_batches(
+        source,
+        batch_size=sharding.per_process(config.eval_batch_size),
+        operations=operations,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        max_records=config.get("eval_max_records", 0),
+    ):
+        batch = sharding.host_batch_to_global(host_batch, mesh)
+        sums = eval_step(state, batch, rng)
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = max(float(totals.pop("count")), 1.0)
+    return {k: float(v) / count for k, v in totals.items()}
+
+
+def init_from(task, state, workdir: str, state_sh, verbose: bool):
+    """Fine-tuning start: every parameter of ``workdir``'s best weights that fits is loaded."""
+    if task.with_params is None:
+        raise ConfigError("init_from is not supported by this task")
+    pretrained, step = checkpointing.load_params(os.path.join(workdir, "best"))
+    params, taken = tasks.base.merge_matching(task.inference_params(state), pretrained)
+    state = jax.device_put(task.with_params(state, params), state_sh)
+    if verbose:
+        total = len(jax.tree.leaves(params))
+        print(
+            f"Initialised {len(taken)} of {total} parameter arrays from {workdir} (step {step})",
+            file=sys.stderr,
+        )
+    return state
+
+
+def validate_sr(task, state, predict, source, config, writer, step: int) -> dict[str, float]:
+    """Whole-image SR validation (tiled, so one compilation serves every image size).
+
+    Writes a bicubic | model | HR panel per image (the first ``panels`` images) and returns the
+    mean PSNR/SSIM on RGB and Y.
+    """
+    cfg = config.sr_eval
+    overlap = cfg.overlap if cfg.overlap >= 0 else task.receptive_radius
+    upscale = sr_eval.model_upscaler(
+        lambda lr: predict(state, lr),
+        scale=config.scale,
+        tile=cfg.tile,
+        overlap=overlap,
+        batch_size=cfg.batch_size,
+    )
+    panels = {}
+
+    def keep_panel(name, sr, pair):
+        if len(panels) < cfg.panels:
+            panels[f"val_{len(panels)}"] = sr_eval.comparison_panel(
+                pair["lr"], sr, pair["hr"], scale=config.scale, size=cfg.panel_size
+            )[None]
+
+    n = len(source) if not cfg.max_images else min(cfg.max_images, len(source))
+    result = sr_eval.evaluate_pairs(
+        upscale,
+        (source[i] for i in range(n)),
+        crop_border=cfg.crop_border if cfg.crop_border >= 0 else config.scale,
+        on_image=keep_panel,
+    )
+    writer.write_images(step, panels)
+    return result["mean"]
