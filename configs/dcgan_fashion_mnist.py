@@ -11,7 +11,7 @@ Variants: ``--config.gan.loss=hinge``; WGAN-GP with
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax import defaults, generative_eval
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -39,4 +39,6 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.g_optimizer = defaults.adam(2e-4, b1=0.5)
     config.d_optimizer = defaults.adam(2e-4, b1=0.5)
+    # FID, KID and precision/recall (shipped Fashion-MNIST classifier) at every evaluation.
+    config.generative_eval = generative_eval.config_block()
     return config

@@ -10,7 +10,7 @@ Writes sample grids to runs/gan_mlp_fashion_mnist/samples/ and metrics to metric
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax import defaults, generative_eval
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -34,4 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.g_optimizer = defaults.adam(2e-4, b1=0.5)
     config.d_optimizer = defaults.adam(2e-4, b1=0.5)
+    # FID, KID and precision/recall (shipped Fashion-MNIST classifier) at every evaluation.
+    config.generative_eval = generative_eval.config_block()
     return config

@@ -9,7 +9,7 @@ import math
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax import defaults, generative_eval
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -25,4 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
         {"likelihood": "bernoulli", "gaussian_log_scale": math.log(0.1)}
     )
     config.optimizer = defaults.adam(1e-3)
+    # FID/KID/precision/recall of prior samples and the importance-weighted bound at every
+    # evaluation; training uses 2,000 test images for the bound, `evaluate` the whole split.
+    config.generative_eval = generative_eval.config_block()
+    config.generative_eval.iw_max_records = 2_000
     return config

@@ -103,8 +103,7 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
             cfg[key] = value
     if args.feature_extractor:
         cfg.feature_extractor = args.feature_extractor
-    if args.max_images:
-        cfg.iw_max_records = args.max_images
+    cfg.iw_max_records = args.max_images  # The CLI's bound covers the whole split by default.
     cfg.batch_size = (
         sharding.per_process(cfg.batch_size) // jax.local_device_count() * (jax.device_count())
         or jax.device_count()

@@ -38,7 +38,7 @@ def init_from(task, state, workdir: str, state_sh, verbose: bool):
         raise ConfigError("init_from is not supported by this task")
     pretrained, step = checkpointing.load_params(os.path.join(workdir, "best"))
     params, taken = tasks.base.merge_matching(task.inference_params(state), pretrained)
-    state = jax.device_put(task.with_params(state, params), state_sh)
+    state = jax.jit(lambda s: s, out_shardings=state_sh)(task.with_params(state, params))
     if verbose:
         total = len(jax.tree.leaves(params))
         print(

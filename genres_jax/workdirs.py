@@ -32,6 +32,22 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         raise WorkdirError(f"cannot read {path}: {e}") from None
 
 
+def restore(manager: ocp.CheckpointManager, step: int, args: Any, workdir: str) -> Any:
+    """``manager.restore`` whose failures on damaged files become a `WorkdirError`.
+
+    A checkpoint directory that cannot be read (truncated or overwritten metadata, a corrupt
+    array store, a mismatched tree) is a property of the workdir, so the user gets one line
+    naming it rather than a traceback from deep inside the checkpoint library.
+    """
+    try:
+        return manager.restore(step, args=args)
+    except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
+        detail = " ".join(str(e).split())[:200]
+        raise WorkdirError(
+            f"cannot read checkpoint {step} in {workdir!r} ({type(e).__name__}: {detail})"
+        ) from None
+
+
 def load_inference_params(workdir: str) -> tuple[Any, int, str]:
     """(params, step, where from): ``best/``, else the latest checkpoint's EMA weights."""
     best = os.path.join(workdir, "best")
@@ -41,6 +57,9 @@ def load_inference_params(workdir: str) -> tuple[Any, int, str]:
             return params, step, "best"
         except FileNotFoundError:
             pass
+        except Exception as e:  # Damaged files: see `restore`.
+            detail = " ".join(str(e).split())[:200]
+            raise WorkdirError(f"cannot read {best!r} ({type(e).__name__}: {detail})") from None
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise WorkdirError(f"{workdir!r} holds no weights (neither best/ nor checkpoints/)")
@@ -50,9 +69,8 @@ def load_inference_params(workdir: str) -> tuple[Any, int, str]:
         step = manager.latest_step()
         if step is None:
             raise WorkdirError(f"{workdir!r} holds no complete checkpoint")
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))[
-            "state"
-        ]
+        args = ocp.args.Composite(state=ocp.args.StandardRestore())
+        state = restore(manager, step, args, workdir)["state"]
     for key in ("ema_params", "params", "g_params"):
         if key in state:
             return state[key], step, f"checkpoint {step} ({key})"

@@ -50,6 +50,17 @@ def tiny(config, data_dir: str, **overrides):
     config.eval_max_records = 128
     config.num_samples = 4
     config.progress_bar = False
+    if config.get("generative_eval"):  # FID & co. on a few hundred images.
+        config.generative_eval.update(
+            {
+                "num_samples": 128,
+                "batch_size": 64,
+                "reference_max_records": 256,
+                "kid_subset_size": 64,
+                "iw_samples": 4,
+                "iw_max_records": 64,
+            }
+        )
     for key, value in overrides.items():
         target = config
         *path, leaf = key.split(".")

@@ -115,7 +115,7 @@ def test_gan_variants_train(fmnist_data_dir, tmp_path, overrides):
         ({"gan.loss": "lsgan"}, "unknown GAN loss 'lsgan'"),
         ({"batch_size": -4}, "batch_size must be a positive integer"),
         ({"gan.gp_weight": 10.0}, "batch norm"),
-        ({"task": "diffusion"}, "unknown task 'diffusion'; valid: gan, sr, vae"),
+        ({"task": "diffusion"}, "unknown task 'diffusion'; valid: classifier, gan"),
     ],
 )
 def test_bad_configs_fail_before_training(fmnist_data_dir, tmp_path, overrides, message):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import ml_collections
 import tensorflow_datasets as tfds
 
-from genres_jax.data import fashion_mnist, sr_photos
+from genres_jax.data import fashion_mnist, fashion_mnist_sr, sr_photos
 
 # Preparing a small local dataset takes seconds; its progress bars would bury the training bar.
 tfds.display_progress_bar(False)
@@ -26,6 +26,11 @@ class DatasetError(ValueError):
 
 def _fashion_mnist_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
     return fashion_mnist.FashionMnistLocal(source_dir=cfg.source_dir, data_dir=data_dir)
+
+
+def _fashion_mnist_sr_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
+    source_dir = cfg.get("source_dir") or fashion_mnist.DEFAULT_SOURCE_DIR
+    return fashion_mnist_sr.FashionMnistSrLocal(source_dir=source_dir, data_dir=data_dir)
 
 
 def _sr_photos_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
@@ -51,6 +56,7 @@ LOCAL_BUILDERS: dict[
     str, Callable[[ml_collections.ConfigDict, str | None], tfds.core.DatasetBuilder]
 ] = {
     "fashion_mnist_local": _fashion_mnist_local,
+    "fashion_mnist_sr_local": _fashion_mnist_sr_local,
     "sr_photos_local": _sr_photos_local,
     "hr_image_folder": _hr_image_folder,
 }
@@ -67,8 +73,10 @@ def check_available(cfg: ml_collections.ConfigDict) -> None:
         if builder.is_prepared():
             return
         try:
-            if cfg.name == "fashion_mnist_local":
-                fashion_mnist.check_source_dir(cfg.source_dir)
+            if cfg.name in ("fashion_mnist_local", "fashion_mnist_sr_local"):
+                fashion_mnist.check_source_dir(
+                    cfg.get("source_dir") or fashion_mnist.DEFAULT_SOURCE_DIR
+                )
             elif cfg.name == "hr_image_folder":
                 sr_photos.list_images(os.path.expanduser(cfg.train_dir))
                 if cfg.get("validation_dir"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from genres_jax.tasks import base, gan, sr, vae
+from genres_jax.tasks import base, classifier, gan, sr, vae
 
-TASKS = {"gan": gan, "sr": sr, "vae": vae}
+TASKS = {"classifier": classifier, "gan": gan, "sr": sr, "vae": vae}
 
 
 def get(name: str):

@@ -1,0 +1,50 @@
+"""The MLP GAN of ``gan_mlp_fashion_mnist.py`` at half resolution: Fashion-MNIST at 14x14.
+
+The first stage of the cascade experiment (README, "Generative evaluation and the cascade"):
+training images are resized 28 -> 14 (Pillow's antialiased bicubic) and the generator makes
+14x14 garments (z 100 -> 128 -> 256 -> 196); ``configs/sr_fashion_mnist_x2.py`` learns to bring
+them to 28x28. Widths, losses, optimisers, batch and step count are those of the 28x28 config
+it is compared with.
+
+    python train.py --config configs/gan_mlp_fashion_mnist_14.py \\
+        --workdir runs/gan_mlp_fashion_mnist_14
+
+FID at 28x28 of the cascade, and of bicubic upscaling instead of the SR model:
+
+    python -m genres_jax.evaluate --workdir runs/gan_mlp_fashion_mnist_14 \\
+        --upscaler runs/sr_fashion_mnist_x2
+    python -m genres_jax.evaluate --workdir runs/gan_mlp_fashion_mnist_14 \\
+        --upscale-method bicubic --scale 2
+"""
+
+import ml_collections
+
+from genres_jax import defaults, generative_eval
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = defaults.base_config()
+    config.task = "gan"
+    config.batch_size = 128
+    config.total_steps = 20_000
+    config.eval_every = 5_000
+    config.checkpoint_every = 5_000
+    config.dataset = defaults.fashion_mnist_dataset()
+    config.dataset.image_size = 14
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": "mlp",
+            "latent_dim": 100,
+            "g_hidden": (128, 256),
+            "d_hidden": (256, 128),
+            "features": 64,  # DCGAN only.
+            "d_norm": "batch",  # DCGAN only.
+        }
+    )
+    config.gan = ml_collections.ConfigDict(
+        {"loss": "nonsaturating", "gp_weight": 0.0, "n_critic": 1, "ema_decay": 0.999}
+    )
+    config.g_optimizer = defaults.adam(2e-4, b1=0.5)
+    config.d_optimizer = defaults.adam(2e-4, b1=0.5)
+    config.generative_eval = generative_eval.config_block()
+    return config

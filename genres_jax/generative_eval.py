@@ -1,0 +1,427 @@
+"""Evaluation of GAN and VAE workdirs: FID, KID, precision/recall and the VAE's IWAE bound.
+
+Sample-quality metrics compare ``num_samples`` generated images with real images of the
+dataset (``reference_split``, at most ``reference_max_records``, resized to the generated
+images' size as the training pipeline resizes) in the feature space of one extractor
+(`genres_jax.features`); every key names it: ``fid/<extractor>``, ``kid/<extractor>``,
+``kid_stderr/<extractor>``, ``precision/<extractor>``, ``recall/<extractor>``. Generated images
+are quantised to 8 bits first, as if saved. Features are computed batch by batch on every
+device (batches sharded over the ``data`` mesh axis), statistics are accumulated with the
+streaming update of `genres_jax.generative_metrics`, and the real data's features and
+statistics are computed once and cached in ``<workdir>/reference_stats/`` (the file name holds
+the extractor's name and fingerprint, dataset, split, image size and record count).
+
+KID: the unbiased MMD^2 of the cubic kernel, averaged over B = N // ``kid_subset_size``
+*disjoint* blocks of ``kid_subset_size`` real and generated samples (B >= 2). The blocks are
+independent, so ``kid_stderr`` = std(ddof=1) / sqrt(B) is the standard error of the reported
+mean (random overlapping subsets, as in the KID paper's code, would understate it).
+
+VAE likelihood (`vae_likelihood`): on the test split, the importance-weighted bound with
+``iw_samples`` samples (Burda et al. 2016) and the ELBO (analytic KL, one sample), in nats per
+image and in bits per dimension (nats / (H W C ln 2), on the [0, 1] pixel scale the model is
+trained on). ``iw_nll`` = -bound is an upper bound on the test negative log-likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from genres_jax import features, generative_metrics, sharding
+from genres_jax.data import pipeline, sources
+
+
+def config_block() -> ml_collections.ConfigDict:
+    """The ``generative_eval`` block of a GAN/VAE config (defaults for configs without one)."""
+    return ml_collections.ConfigDict(
+        {
+            "num_samples": 10_000,  # Generated images per evaluation.
+            "batch_size": 500,  # Images per device call (a multiple of the device count).
+            "feature_extractor": "",  # "" = the dataset's default; a classifier dir or .npz.
+            "reference_split": "",  # "" = dataset.eval_split.
+            "reference_max_records": 10_000,  # 0 = the whole split.
+            "kid_subset_size": 1_000,
+            "pr_k": 3,  # k-th nearest neighbour radius of precision/recall.
+            "iw_samples": 64,  # VAE: importance samples per test image.
+            "iw_max_records": 0,  # VAE: test images for the bound; 0 = the whole split.
+            "seed": 0,
+        }
+    )
+
+
+def settings_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config.generative_eval`` over the defaults of `config_block`."""
+    merged = config_block()
+    block = config.get("generative_eval")
+    if block:
+        merged.update(dict(block))
+    return merged
+
+
+def quantize(images: jax.Array) -> jax.Array:
+    """Images in [0, 1] rounded to the 256 levels of an 8-bit file."""
+    return jnp.round(jnp.clip(images.astype(jnp.float32), 0.0, 1.0) * 255.0) / 255.0
+
+
+def _gather(x: jax.Array) -> np.ndarray:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _accumulate(batches: Iterator[np.ndarray], dim: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Stacks feature batches and streams them into `FeatureStats`; returns (features, stats)."""
+    stats, kept = generative_metrics.empty_stats(dim), []
+    for batch in batches:
+        stats = generative_metrics.update_stats(stats, batch)
+        kept.append(batch)
+    mean, cov = generative_metrics.mean_and_cov(stats)
+    return np.concatenate(kept), {"mean": np.asarray(mean), "cov": np.asarray(cov)}
+
+
+# ----------------------------------------------------------------------- Real (reference) data.
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    features: np.ndarray  # (N, D)
+    mean: np.ndarray
+    cov: np.ndarray
+    info: dict[str, Any]
+
+
+def reference(
+    extractor: features.FeatureExtractor,
+    dataset: ml_collections.ConfigDict,
+    split: str,
+    image_shape: tuple[int, int, int],
+    *,
+    max_records: int,
+    batch_size: int,
+    cache_dir: str,
+    mesh,
+) -> Reference:
+    """Features and statistics of real images at ``image_shape``, cached in ``cache_dir``."""
+    h, w, c = image_shape
+    count = f"{max_records}" if max_records else "all"
+    key = f"{extractor.name}-{extractor.fingerprint}-{dataset.name}-{split}-{h}x{w}x{c}-{count}"
+    path = os.path.join(cache_dir, f"{key}.npz")
+    info = {"dataset": dataset.name, "split": split, "image_shape": [h, w, c], "cache": path}
+    if os.path.isfile(path):
+        with np.load(path) as data:
+            ref = Reference(data["features"], data["mean"], data["cov"], info)
+        return dataclasses.replace(ref, info={**info, "num": len(ref.features), "cached": True})
+    source = sources.load(dataset, split)
+    ops = [pipeline.ImageRecord(image_size=h, center_crop=dataset.get("center_crop", False))]
+    embed = jax.jit(lambda p, x: extractor.features(p, x.astype(jnp.float32) / 255.0))
+
+    def batches():
+        for host_batch in pipeline.eval_batches(
+            source,
+            batch_size=sharding.per_process(batch_size),
+            operations=ops,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            max_records=max_records,
+        ):
+            batch = sharding.host_batch_to_global(
+                {"image": host_batch["image"], "mask": host_batch["mask"]}, mesh
+            )
+            if batch["image"].shape[1:] != (h, w, c):
+                raise ValueError(
+                    f"dataset {dataset.name!r} gives {batch['image'].shape[1:]} images, not "
+                    f"{(h, w, c)}: the generated images' channels differ from the data's"
+                )
+            feats = _gather(embed(extractor.params, batch["image"]))
+            yield feats[_gather(batch["mask"]) > 0]
+
+    with jax.set_mesh(mesh):
+        feats, stats = _accumulate(batches(), extractor.dim)
+    if jax.process_index() == 0:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, features=feats, **stats, info=json.dumps(info))
+        os.replace(tmp, path)
+    return Reference(
+        feats, stats["mean"], stats["cov"], {**info, "num": len(feats), "cached": False}
+    )
+
+
+# ------------------------------------------------------------------------------- Comparison.
+
+
+@jax.jit
+def _block_mmd2(real: jax.Array, fake: jax.Array, real_idx: jax.Array, fake_idx: jax.Array):
+    return jax.lax.map(
+        lambda idx: generative_metrics.polynomial_mmd2(real[idx[0]], fake[idx[1]]),
+        (real_idx, fake_idx),
+    )
+
+
+def kid_disjoint(
+    real: np.ndarray, fake: np.ndarray, subset_size: int, key: jax.Array
+) -> tuple[float, float]:
+    """(KID, its standard error): unbiased cubic-kernel MMD^2 over disjoint blocks.
+
+    B = max(2, min(N_real, N_fake) // subset_size) blocks of min(N_real, N_fake) // B samples,
+    drawn by one random permutation of each set; KID = mean of the B estimates, standard error
+    = std(ddof=1) / sqrt(B).
+    """
+    n = min(len(real), len(fake))
+    blocks = max(2, n // subset_size)
+    size = n // blocks
+    if size < 2:
+        raise ValueError(f"KID needs at least 4 samples per set, got {len(real)} and {len(fake)}")
+    key_real, key_fake = jax.random.split(key)
+    real_idx = jax.random.permutation(key_real, len(real))[: blocks * size].reshape(blocks, size)
+    fake_idx = jax.random.permutation(key_fake, len(fake))[: blocks * size].reshape(blocks, size)
+    values = np.asarray(_block_mmd2(real, fake, real_idx, fake_idx), np.float64)
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(blocks))
+
+
+def compare(
+    ref: Reference,
+    fake: np.ndarray,
+    fake_stats: dict[str, np.ndarray],
+    extractor_name: str,
+    *,
+    kid_subset_size: int,
+    pr_k: int,
+    key: jax.Array,
+) -> dict[str, float]:
+    """FID, KID (+ standard error) and precision/recall of ``fake`` against ``ref``."""
+    fid = generative_metrics.frechet_distance(
+        ref.mean, ref.cov, fake_stats["mean"], fake_stats["cov"]
+    )
+    kid, kid_se = kid_disjoint(ref.features, fake, kid_subset_size, key)
+    precision, recall = generative_metrics.precision_recall(ref.features, fake, k=pr_k)
+    name = extractor_name
+    return {
+        f"fid/{name}": fid,
+        f"kid/{name}": kid,
+        f"kid_stderr/{name}": kid_se,
+        f"precision/{name}": float(precision),
+        f"recall/{name}": float(recall),
+    }
+
+
+def sample_features(
+    sampler: Callable[[jax.Array], jax.Array],
+    extractor: features.FeatureExtractor,
+    num: int,
+    key: jax.Array,
+    mesh,
+) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, ...]]:
+    """Features and statistics of ``num`` generated images (8-bit quantised), and their shape."""
+    embed = jax.jit(lambda p, x: extractor.features(p, quantize(x)))
+    shape: list[tuple[int, ...]] = []
+
+    def batches():
+        done, i = 0, 0
+        while done < num:
+            images = sampler(jax.random.fold_in(key, i))
+            shape.append(tuple(images.shape[1:]))
+            feats = _gather(embed(extractor.params, images))[: num - done]
+            done, i = done + len(feats), i + 1
+            yield feats
+
+    with jax.set_mesh(mesh):
+        feats, stats = _accumulate(batches(), extractor.dim)
+    return feats, stats, shape[0]
+
+
+def sample_quality(
+    sampler: Callable[[jax.Array], jax.Array],
+    image_shape: tuple[int, int, int],
+    extractor: features.FeatureExtractor,
+    dataset: ml_collections.ConfigDict,
+    cfg: ml_collections.ConfigDict,
+    cache_dir: str,
+    mesh,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """(metrics, what was compared) for the images ``sampler(rng)`` makes."""
+    key = jax.random.key(cfg.seed)
+    fake, fake_stats, _ = sample_features(
+        sampler, extractor, cfg.num_samples, jax.random.fold_in(key, 0), mesh
+    )
+    ref = reference(
+        extractor,
+        dataset,
+        cfg.reference_split or dataset.eval_split,
+        image_shape,
+        max_records=cfg.reference_max_records,
+        batch_size=cfg.batch_size,
+        cache_dir=cache_dir,
+        mesh=mesh,
+    )
+    metrics = compare(
+        ref,
+        fake,
+        fake_stats,
+        extractor.name,
+        kid_subset_size=cfg.kid_subset_size,
+        pr_k=cfg.pr_k,
+        key=jax.random.fold_in(key, 1),
+    )
+    return metrics, {"reference": ref.info, "num_samples": len(fake)}
+
+
+# ------------------------------------------------------------------------ VAE likelihood.
+
+
+def _vae_bounds(params, x, key, *, model, likelihood, log_scale, iw_samples, chunk):
+    """Per-image (IW bound with ``iw_samples`` samples, ELBO), both in nats."""
+    from genres_jax.tasks import vae
+
+    elbo, _, _ = vae.elbo_terms(
+        params,
+        x,
+        jax.random.fold_in(key, 0),
+        model=model,
+        likelihood=likelihood,
+        log_scale=log_scale,
+    )
+    mean, logvar = model.apply({"params": params}, x, method=model.encode)
+
+    def log_weight_terms(k):
+        # ``chunk`` samples per image at a time bounds memory at chunk x batch decoded images.
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k, (chunk, *mean.shape))
+        decoded = model.apply({"params": params}, z.reshape(-1, z.shape[-1]), method=model.decode)
+        repeated = jnp.broadcast_to(x, (chunk, *x.shape)).reshape(-1, *x.shape[1:])
+        log_px = vae._log_likelihood(decoded, repeated, likelihood, log_scale).reshape(chunk, -1)
+        log_pz = generative_metrics.log_standard_normal(z)
+        log_q = generative_metrics.log_normal_diag(z, mean, logvar)
+        return log_px, log_pz, log_q
+
+    keys = jax.random.split(jax.random.fold_in(key, 1), iw_samples // chunk)
+    terms = jax.lax.map(log_weight_terms, keys)  # Each (iw_samples // chunk, chunk, B).
+    terms = [t.reshape(iw_samples, -1) for t in terms]
+    return generative_metrics.importance_weighted_bound(*terms), elbo
+
+
+def vae_likelihood(
+    config: ml_collections.ConfigDict,
+    params: Any,
+    image_shape: tuple[int, int, int],
+    *,
+    iw_samples: int,
+    max_records: int,
+    batch_size: int,
+    key: jax.Array,
+    mesh,
+    chunk: int = 16,
+) -> dict[str, float]:
+    """Mean IW bound and ELBO over ``dataset.eval_split`` (nats per image, bits per dim)."""
+    from genres_jax.tasks import vae
+
+    if iw_samples < 1:
+        raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
+    chunk = max(d for d in range(1, min(chunk, iw_samples) + 1) if iw_samples % d == 0)
+    model = vae.VAE_MODELS[config.model.name](
+        config.model, image_shape, jnp.dtype(config.get("compute_dtype", "float32"))
+    )
+    bounds = jax.jit(
+        lambda p, x, k: _vae_bounds(
+            p,
+            x.astype(jnp.float32) / 255.0,
+            k,
+            model=model,
+            likelihood=config.vae.likelihood,
+            log_scale=float(config.vae.gaussian_log_scale),
+            iw_samples=iw_samples,
+            chunk=chunk,
+        )
+    )
+    ds = config.dataset
+    source = sources.load(ds, ds.eval_split)
+    ops = [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]
+    iw_all, elbo_all = [], []
+    with jax.set_mesh(mesh):
+        for i, host_batch in enumerate(
+            pipeline.eval_batches(
+                source,
+                batch_size=sharding.per_process(batch_size),
+                operations=ops,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+                max_records=max_records,
+            )
+        ):
+            batch = sharding.host_batch_to_global(
+                {"image": host_batch["image"], "mask": host_batch["mask"]}, mesh
+            )
+            iw, elbo = bounds(params, batch["image"], jax.random.fold_in(key, i))
+            valid = _gather(batch["mask"]) > 0
+            iw_all.append(_gather(iw)[valid])
+            elbo_all.append(_gather(elbo)[valid])
+    iw_mean = float(np.mean(np.concatenate(iw_all), dtype=np.float64))
+    elbo_mean = float(np.mean(np.concatenate(elbo_all), dtype=np.float64))
+    to_bits = math.prod(image_shape) * math.log(2.0)
+    return {
+        "elbo": elbo_mean,
+        "elbo_bits_per_dim": -elbo_mean / to_bits,
+        "iw_bound": iw_mean,
+        "iw_nll": -iw_mean,
+        "iw_bits_per_dim": -iw_mean / to_bits,
+        "iw_samples": float(iw_samples),
+        "iw_num_images": float(sum(len(v) for v in iw_all)),
+    }
+
+
+# ------------------------------------------------------------------------------ Training.
+
+
+class TrainingEvaluator:
+    """What the trainer calls every ``eval_every`` steps of a GAN or VAE run.
+
+    Built once (extractor, jitted sampler, the real data's cached features); each call takes the
+    live train state and returns the metrics of the module docstring for the EMA generator
+    (GAN) or the VAE, plus the VAE's likelihood bounds.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, image_shape, mesh):
+        from genres_jax import tasks
+
+        self.cfg = settings_of(config)
+        self.config, self.image_shape, self.mesh = config, tuple(image_shape), mesh
+        self.cache_dir = os.path.join(workdir, "reference_stats")
+        self.extractor = features.resolve(self.cfg.feature_extractor, config.dataset.name)
+        sized = config.copy_and_resolve_references()
+        sized.num_samples = self.cfg.batch_size
+        task = tasks.make(sized, self.image_shape)
+        self._sample = jax.jit(lambda state, rng: task.sample_images(state, rng)["samples"])
+
+    def __call__(self, state: Any) -> dict[str, float]:
+        """Metrics of ``state`` (a GanState or VaeState), keys naming the extractor."""
+        metrics, _ = sample_quality(
+            lambda rng: self._sample(state, rng),
+            self.image_shape,
+            self.extractor,
+            self.config.dataset,
+            self.cfg,
+            self.cache_dir,
+            self.mesh,
+        )
+        if self.config.task == "vae":
+            metrics.update(
+                vae_likelihood(
+                    self.config,
+                    state.params,
+                    self.image_shape,
+                    iw_samples=self.cfg.iw_samples,
+                    max_records=self.cfg.iw_max_records,
+                    batch_size=self.cfg.batch_size,
+                    key=jax.random.key(self.cfg.seed + 1),
+                    mesh=self.mesh,
+                )
+            )
+        return metrics

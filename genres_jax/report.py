@@ -1,0 +1,183 @@
+"""Compare runs without TensorBoard: a markdown table and PNG training curves from metrics.jsonl.
+
+    python -m genres_jax.report runs/gan_mlp_fashion_mnist runs/gan_mlp_fashion_mnist_14 \\
+        [--out report/] [--keys fid/classifier_fashion_mnist d_loss ...]
+
+For every run (a workdir with ``metrics.jsonl``; its ``config.json`` names the task and model):
+one table row with the last step and the last value of every evaluation metric, and the best
+value of each for the metrics whose direction is known (FID/KID/losses/NLL lower, PSNR/SSIM/
+accuracy/precision/recall/ELBO higher). Curves: one PNG per metric and kind (``train_<key>.png``,
+``eval_<key>.png``), one line per run, written to ``--out`` with ``report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+_LOWER = ("fid", "kid", "loss", "nll", "bits_per_dim", "gradient_penalty")
+_HIGHER = ("psnr", "ssim", "accuracy", "precision", "recall", "elbo", "iw_bound")
+_NOT_PLOTTED = ("step", "kind", "nonfinite", "kid_stderr")
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; lines that are not complete JSON objects are skipped."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "step" in record:
+                records.append(record)
+    return records
+
+
+def direction(key: str) -> int:
+    """-1 if lower is better, +1 if higher is better, 0 if unknown (no "best" column)."""
+    base = key.split("/")[0]
+    if base.startswith("kid_stderr"):
+        return 0
+    if any(word in base for word in _LOWER):
+        return -1
+    if any(word in base for word in _HIGHER):
+        return 1
+    return 0
+
+
+def series(records: list[dict[str, Any]], kind: str) -> dict[str, tuple[list[int], list[float]]]:
+    """{metric: (steps, values)} of one kind ("train"/"eval"), a later record of a step winning."""
+    by_key: dict[str, dict[int, float]] = {}
+    for record in records:
+        if record.get("kind", "train") != kind:
+            continue
+        for key, value in record.items():
+            if key in ("step", "kind") or not isinstance(value, int | float):
+                continue
+            by_key.setdefault(key, {})[int(record["step"])] = float(value)
+    return {k: (sorted(v), [v[s] for s in sorted(v)]) for k, v in by_key.items()}
+
+
+def _run_label(workdirs: Sequence[str]) -> list[str]:
+    names = [os.path.basename(os.path.normpath(d)) for d in workdirs]
+    return names if len(set(names)) == len(names) else [os.path.normpath(d) for d in workdirs]
+
+
+def _describe(workdir: str) -> str:
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return "?"
+    model = config.get("model", {}).get("name", "?")
+    size = config.get("dataset", {}).get("image_size") or ""
+    return f"{config.get('task', '?')} {model}" + (f" {size}x{size}" if size else "")
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+
+
+def build_report(workdirs: Sequence[str], keys: Sequence[str] = ()) -> dict[str, Any]:
+    """Per-run series and the markdown table. ``keys`` limits the eval columns (default: all)."""
+    runs = {}
+    for label, workdir in zip(_run_label(workdirs), workdirs, strict=True):
+        path = os.path.join(workdir, "metrics.jsonl")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{workdir!r} has no metrics.jsonl")
+        records = read_metrics(path)
+        runs[label] = {
+            "workdir": workdir,
+            "what": _describe(workdir),
+            "last_step": max((int(r["step"]) for r in records), default=0),
+            "train": series(records, "train"),
+            "eval": series(records, "eval"),
+        }
+    columns = list(keys) or sorted({k for run in runs.values() for k in run["eval"]})
+    header = ["run", "model", "step"]
+    for key in columns:
+        header.append(f"{key} (last)")
+        if direction(key):
+            header.append(f"{key} (best{'↓' if direction(key) < 0 else '↑'})")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, run in runs.items():
+        row = [label, run["what"], str(run["last_step"])]
+        for key in columns:
+            _, values = run["eval"].get(key, ([], []))
+            row.append(_fmt(values[-1]) if values else "")
+            if direction(key):
+                best = (min if direction(key) < 0 else max)(values) if values else None
+                row.append(_fmt(best) if values else "")
+        lines.append("| " + " | ".join(row) + " |")
+    return {"runs": runs, "columns": columns, "table": "\n".join(lines)}
+
+
+def _file_name(kind: str, key: str) -> str:
+    return f"{kind}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.png"
+
+
+def plot_curves(report: dict[str, Any], out_dir: str) -> list[str]:
+    """One PNG per (kind, metric) with a line per run; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # Files only, no display.
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for kind in ("train", "eval"):
+        keys = sorted({k for run in report["runs"].values() for k in run[kind]})
+        for key in keys:
+            if key in _NOT_PLOTTED or key.split("/")[0] in _NOT_PLOTTED:
+                continue
+            fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+            for label, run in report["runs"].items():
+                if key in run[kind]:
+                    steps, values = run[kind][key]
+                    ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=label)
+            ax.set_xlabel("step")
+            ax.set_ylabel(key)
+            ax.set_title(f"{kind}: {key}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+            fig.tight_layout()
+            path = os.path.join(out_dir, _file_name(kind, key))
+            fig.savefig(path)
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m genres_jax.report", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("workdirs", nargs="+", help="run directories holding metrics.jsonl")
+    p.add_argument("--out", default="report", help="folder for report.md and the PNG curves")
+    p.add_argument("--keys", nargs="*", default=(), help="evaluation metrics in the table")
+    args = p.parse_args(argv)
+    try:
+        report = build_report(args.workdirs, args.keys)
+    except (FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    paths = plot_curves(report, args.out)
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write(report["table"] + "\n\n")
+        f.writelines(f"![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in paths)
+    print(report["table"])
+    print(f"\n{len(paths)} plots and report.md in {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
