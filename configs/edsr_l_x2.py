@@ -2,7 +2,8 @@
 
     python train.py --config configs/edsr_l_x2.py --workdir runs/edsr_l_x2
 
-A GPU model (40.7M parameters); --config.compute_dtype=bfloat16 for bf16 compute.
+A GPU model (40.7M parameters), bfloat16 compute on GPU (``precision="auto"``);
+``--config.mesh.model=8`` shards its parameters and optimizer state over 8 devices.
 """
 
 import ml_collections

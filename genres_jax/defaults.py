@@ -24,7 +24,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 1_000
     config.keep_checkpoints = 3
     config.num_samples = 64
-    config.compute_dtype = "float32"
+    # Compute dtype of the models (`genres_jax.precision`): "auto" = bfloat16 on GPU/TPU,
+    # float32 on CPU; parameters and optimizer states are float32 whatever it is.
+    config.precision = "auto"
+    # Device mesh: mesh.model > 1 shards parameters and optimizer states over a "model" axis of
+    # that size (FSDP-style, for large models); 1 = pure data parallelism.
+    config.mesh = ml_collections.ConfigDict({"model": 1})
     config.progress_bar = True
     config.eval_max_records = 0  # 0 = the whole eval split.
     # A step with a NaN or infinity in its loss, metrics or new state is not applied. "skip":
@@ -132,4 +137,44 @@ def sr_config(model: str, scale: int) -> ml_collections.ConfigDict:
     config.dataset = sr_photos_dataset()
     config.sr_eval = sr_eval()
     config.init_from = ""  # A workdir whose best parameters initialise the model.
+    return config
+
+
+def gan_sr_config(generator: str, discriminator: str, scale: int) -> ml_collections.ConfigDict:
+    """A GAN super-resolution run (task ``gan_sr``): ESRGAN's losses and optimizers by default.
+
+    Generator loss ``pixel_weight * L1 + perceptual_weight * VGG19 + adversarial_weight * GAN``;
+    see `genres_jax.tasks.gan_sr`. The perceptual term needs ``loss.vgg_weights`` (a VGG19 weight
+    file, see `genres_jax.models.vgg`) unless ``loss.perceptual_weight`` is 0.
+    """
+    config = base_config()
+    config.task = "gan_sr"
+    config.scale = scale
+    config.batch_size = 16
+    config.model = ml_collections.ConfigDict({"name": generator, "overrides": {}})
+    # "vgg" (SRGAN/ESRGAN; its input_size defaults to the HR patch) or "unet" (Real-ESRGAN).
+    config.discriminator = ml_collections.ConfigDict({"name": discriminator, "overrides": {}})
+    config.loss = ml_collections.ConfigDict(
+        {
+            "pixel": "l1",  # l1 | charbonnier
+            "charbonnier_eps": 1e-3,
+            "pixel_weight": 1e-2,
+            "perceptual_weight": 1.0,
+            # VGG19 layer -> weight; convK_L is the conv output before its ReLU, reluK_L after.
+            "perceptual_layers": {"conv5_4": 1.0},
+            "perceptual_distance": "l1",  # l1 | l2
+            "vgg_weights": "",  # .safetensors / .npz of torchvision's vgg19 'features.*'.
+            "adversarial": "relativistic",  # vanilla | relativistic | hinge
+            "adversarial_weight": 5e-3,
+        }
+    )
+    config.ema_decay = 0.999
+    config.g_optimizer = adam(1e-4, b2=0.99)
+    config.d_optimizer = adam(1e-4, b2=0.99)
+    # kind: "bicubic" (LR from the input pipeline) or "realesrgan" (made on the device from the
+    # HR crops); overrides: fields of genres_jax.ops.degradations.DegradationConfig.
+    config.degradation = ml_collections.ConfigDict({"kind": "bicubic", "overrides": {}})
+    config.dataset = sr_photos_dataset(lr_patch_size=32)
+    config.sr_eval = sr_eval()
+    config.init_from = ""  # A workdir (e.g. a PSNR-trained run) whose best weights start G.
     return config

@@ -132,19 +132,23 @@ def reference(
             process_count=jax.process_count(),
             max_records=max_records,
         ):
-            batch = sharding.host_batch_to_global(
-                {"image": host_batch["image"], "mask": host_batch["mask"]}, mesh
-            )
+            keep = ("image", "mask", "index")
+            batch = sharding.host_batch_to_global({k: host_batch[k] for k in keep}, mesh)
             if batch["image"].shape[1:] != (h, w, c):
                 raise ValueError(
                     f"dataset {dataset.name!r} gives {batch['image'].shape[1:]} images, not "
                     f"{(h, w, c)}: the generated images' channels differ from the data's"
                 )
             feats = _gather(embed(extractor.params, batch["image"]))
-            yield feats[_gather(batch["mask"]) > 0]
+            valid = _gather(batch["mask"]) > 0
+            order.append(_gather(batch["index"])[valid])
+            yield feats[valid]
 
+    order: list[np.ndarray] = []
     with jax.set_mesh(mesh):
         feats, stats = _accumulate(batches(), extractor.dim)
+    # Record order, whatever the process count: KID's random blocks then pick the same images.
+    feats = feats[np.argsort(np.concatenate(order), kind="stable")]
     if jax.process_index() == 0:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{path}.tmp"
@@ -326,9 +330,9 @@ def vae_likelihood(
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     chunk = max(d for d in range(1, min(chunk, iw_samples) + 1) if iw_samples % d == 0)
-    model = vae.VAE_MODELS[config.model.name](
-        config.model, image_shape, jnp.dtype(config.get("compute_dtype", "float32"))
-    )
+    # Likelihood bounds in float32 whatever the training precision: bf16 logits would move the
+    # log-likelihood by more than the differences the bound is used to compare.
+    model = vae.VAE_MODELS[config.model.name](config.model, image_shape, jnp.float32)
     bounds = jax.jit(
         lambda p, x, k: _vae_bounds(
             p,

@@ -14,7 +14,7 @@ import os
 import jax
 import ml_collections
 
-from genres_jax import guards, tasks
+from genres_jax import guards, precision, tasks
 from genres_jax.data import inputs
 
 
@@ -44,6 +44,13 @@ RESUMABLE_CHANGES = (
     "dataset.read_threads",
     "dataset.cache",
     "sr_eval.",
+    # The state's structure and dtypes do not depend on these (parameters are float32 in every
+    # precision; a checkpoint restores into any mesh layout), and "auto" precision already
+    # differs between a GPU run and its resumption on a CPU. compute_dtype is the key that
+    # precision replaced, still present in workdirs recorded before it.
+    "precision",
+    "compute_dtype",
+    "mesh.",
 )
 
 
@@ -70,7 +77,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"init_from={init_from!r} is not a workdir with best weights ({init_from}/best)"
         )
+    try:
+        precision.check(config.get("precision", "auto"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     n = jax.device_count()
+    model_axis = config.get("mesh", {}).get("model", 1)
+    if not isinstance(model_axis, int) or isinstance(model_axis, bool) or model_axis < 1:
+        raise ConfigError(f"mesh.model must be a positive integer, got {model_axis!r}")
+    if n % model_axis:
+        raise ConfigError(
+            f"mesh.model={model_axis} does not divide the {n} devices; use a divisor of {n}"
+        )
     if config.batch_size % n:
         raise ConfigError(
             f"batch_size={config.batch_size} is not divisible by the {n} devices; "

@@ -1,8 +1,12 @@
 """Device mesh and array placement: one code path for 1 device, N devices and N hosts.
 
-The batch is split over the ``data`` axis of a 1-D mesh over every device of every process;
-parameters and optimizer state are replicated. Each process feeds only its own slice of the
-global batch (`host_batch_to_global`).
+The mesh is ``(data, model)`` over every device of every process, ``model`` of size
+``config.mesh.model`` (1 by default). The batch is split over both axes together, so every
+device sees its own examples. With ``model`` = 1 parameters and optimizer state are replicated
+(pure data parallelism); with ``model`` > 1 each of their arrays is split along its largest
+dimension divisible by ``model`` (`state_shardings`), FSDP-style: XLA gathers a weight where
+it is used and reduce-scatters its gradient, so each device stores 1/``model`` of the state.
+Each process feeds only its own slice of the global batch (`host_batch_to_global`).
 """
 
 from __future__ import annotations
@@ -15,28 +19,73 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+MODEL_AXIS = "model"
+# Mesh axes the batch is split over, in this order (those the mesh has).
+BATCH_AXES = (DATA_AXIS, MODEL_AXIS)
 
 
-def make_mesh() -> Mesh:
-    """A 1-D mesh over all devices, axis ``data``.
+def make_mesh(model: int = 1) -> Mesh:
+    """A ``(data, model)`` mesh over all devices, ``model`` devices along the second axis.
 
     Auto axis types keep XLA's sharding propagation (GSPMD): arrays made inside a step, such as
     latent noise, take their sharding from `constrain_batch` rather than from their types.
     """
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+    n = jax.device_count()
+    if model < 1 or n % model:
+        raise ValueError(f"mesh model axis size {model} must be a positive divisor of {n} devices")
+    return jax.make_mesh(
+        (n // model, model), (DATA_AXIS, MODEL_AXIS), axis_types=(AxisType.Auto, AxisType.Auto)
+    )
+
+
+def _batch_axes(axis_names) -> tuple[str, ...]:
+    return tuple(a for a in BATCH_AXES if a in axis_names)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over ``data``, the rest whole."""
-    return NamedSharding(mesh, P(DATA_AXIS))
+    """Leading (batch) axis split over ``data`` and ``model`` together, the rest whole."""
+    return NamedSharding(mesh, P(_batch_axes(mesh.axis_names)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def param_spec(shape: tuple[int, ...], model: int) -> P:
+    """How one state array is split over ``model`` devices: along its largest dimension that
+    ``model`` divides (the later one on a tie: a kernel's output features), else replicated."""
+    if model == 1:
+        return P()
+    dims = [(size, i) for i, size in enumerate(shape) if size >= model and size % model == 0]
+    if not dims:
+        return P()
+    axis = max(dims)[1]
+    return P(*(MODEL_AXIS if i == axis else None for i in range(len(shape))))
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh) -> Any:
+    """A `NamedSharding` per leaf of ``abstract_state`` (arrays or shape/dtype structs).
+
+    Replicated on a mesh whose ``model`` axis has size 1; otherwise `param_spec` per array.
+    Optimizer moments and EMA weights have their parameter's shape and so its layout.
+    """
+    model = dict(mesh.shape).get(MODEL_AXIS, 1)
+    return jax.tree.map(
+        lambda x: NamedSharding(mesh, param_spec(tuple(x.shape), model)), abstract_state
+    )
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """A host value (the same on every process) as arrays replicated over ``mesh``.
+
+    Goes through jit rather than ``device_put``: with several processes a ``device_put`` onto a
+    sharding that spans them gave arrays Orbax could not save.
+    """
+    return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+
+
 def host_batch_to_global(batch: Any, mesh: Mesh) -> Any:
-    """Assembles each process's local batch into global arrays sharded on ``data``."""
+    """Assembles each process's local batch into global arrays split like `batch_sharding`."""
     sharding = batch_sharding(mesh)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
@@ -48,9 +97,10 @@ def constrain_batch(x: jax.Array) -> jax.Array:
 
     Without a mesh in context (a step called on its own, in a notebook) it returns ``x``.
     """
-    if jax.sharding.get_abstract_mesh().empty:
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
         return x
-    return jax.lax.with_sharding_constraint(x, P(DATA_AXIS))
+    return jax.lax.with_sharding_constraint(x, P(_batch_axes(mesh.axis_names)))
 
 
 def check_batch_size(global_batch: int, name: str = "batch_size") -> None:

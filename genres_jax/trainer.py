@@ -1,10 +1,11 @@
 """The training loop shared by every task: config -> data -> jitted steps -> checkpoints/metrics.
 
 Straight-line on purpose; each banner is one stage. The loop runs the same code on 1 device,
-N devices and N hosts: the state is replicated over a 1-D ``data`` mesh and every batch is split
-over it. Metrics reach the host every ``log_every`` steps only. A run resumes from the newest
-complete checkpoint in its workdir, skips non-finite steps (`genres_jax.guards`) and on SIGTERM
-or SIGINT stops after the current step with a checkpoint.
+N devices and N hosts: every batch is split over the ``(data, model)`` mesh and the state is
+replicated, or with ``mesh.model`` > 1 sharded over ``model`` (`genres_jax.sharding`). Metrics
+reach the host every ``log_every`` steps only. A run resumes from the newest complete checkpoint
+in its workdir, skips non-finite steps (`genres_jax.guards`) and on SIGTERM or SIGINT stops
+after the current step with a checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from genres_jax import checkpointing, guards, run_checks, sharding, summaries, tasks, train_eval
+from genres_jax import (
+    checkpointing,
+    generative_eval,
+    guards,
+    run_checks,
+    sharding,
+    summaries,
+    tasks,
+    train_eval,
+)
 from genres_jax.data import inputs, pipeline, sources
 from genres_jax.run_checks import ConfigError, validate_config
 
@@ -43,9 +53,9 @@ def _any_process(flag: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
-def _restore(manager, latest, abstract_state, train_rng, repl, train_iter, workdir):
+def _restore(manager, latest, abstract_state, state_sh, train_rng, repl, train_iter, workdir):
     target = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sh
     )
     rng_target = jax.ShapeDtypeStruct(train_rng.shape, train_rng.dtype, sharding=repl)
     try:
@@ -84,7 +94,7 @@ def train_and_evaluate(
         run_checks.write_config(config, workdir)
 
     # ------------------------------------------------------------------------------- Data.
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh(config.mesh.model)
     ds = config.dataset
     train_source, operations = inputs.train_inputs(config)
     loader = pipeline.train_loader(
@@ -116,16 +126,16 @@ def train_and_evaluate(
     )
     with jax.set_mesh(mesh):
         abstract_state = jax.eval_shape(task.init, init_rng, example)
-        state_sh = jax.tree.map(lambda _: repl, abstract_state)
+        state_sh = sharding.state_shardings(abstract_state, mesh)
         latest = manager.latest_step()
         if latest is None:
             state = jax.jit(task.init, out_shardings=state_sh)(init_rng, example)
-            train_rng = jax.device_put(train_rng, repl)
+            train_rng = sharding.replicate(train_rng, mesh)
             if config.get("init_from"):
                 state = train_eval.init_from(task, state, config.init_from, state_sh, is_chief)
         else:
             state, train_rng = _restore(
-                manager, latest, abstract_state, train_rng, repl, train_iter, workdir
+                manager, latest, abstract_state, state_sh, train_rng, repl, train_iter, workdir
             )
             if is_chief:
                 print(f"Resumed from step {latest} in {workdir}", file=sys.stderr)
@@ -138,7 +148,7 @@ def train_and_evaluate(
             out_shardings=(state_sh, counters_sh, repl),
             donate_argnums=(0, 1),
         )
-        counters = jax.device_put(guards.new_counters(), repl)
+        counters = sharding.replicate(guards.new_counters(), mesh)
         eval_step = sample = predict = best = None
         if task.eval_step is not None:
             eval_step = jax.jit(
@@ -146,6 +156,13 @@ def train_and_evaluate(
             )
         if task.sample_images is not None:
             sample = jax.jit(task.sample_images, in_shardings=(state_sh, repl), out_shardings=repl)
+        generative = None
+        if (
+            eval_step is not None
+            and config.task in ("gan", "vae")
+            and config.get("generative_eval")
+        ):
+            generative = generative_eval.TrainingEvaluator(config, workdir, image_shape, mesh)
         if task.predict is not None:
             predict = jax.jit(task.predict, in_shardings=(state_sh, repl), out_shardings=repl)
             if is_chief:
@@ -209,6 +226,8 @@ def train_and_evaluate(
                         last_eval = train_eval.evaluate(
                             state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
                         )
+                        if generative is not None:  # The eval step's own ELBO etc. win.
+                            last_eval = {**generative(state), **last_eval}
                         writer.write_scalars(step, last_eval, "eval")
                     if sample is not None:
                         writer.write_images(step, jax.device_get(sample(state, sample_rng)))

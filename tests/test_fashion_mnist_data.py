@@ -154,6 +154,10 @@ def test_eval_batches_cover_split_once_with_mask():
         for b in batches:
             assert b["image"].shape == (8, 2, 2, 1)
             seen.extend(b["label"][b["mask"] == 1].tolist())
+            # Each row names its record (this source's label is its index); padding is -1.
+            assert b["index"].tolist() == [
+                lab if m else -1 for lab, m in zip(b["label"], b["mask"], strict=True)
+            ]
     assert counts[0] == counts[1]  # Multi-host steps need equal batch counts.
     assert sorted(seen) == list(range(53))
 

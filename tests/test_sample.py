@@ -151,7 +151,11 @@ def _damaged_copy(src: str, dst: str, victim: str, data: bytes) -> None:
             f.write(data)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("GENRES_FUZZ_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(
     victim=st.sampled_from(["config.json", "_CHECKPOINT_METADATA", "manifest.ocdbt", "_METADATA"]),
     data=st.binary(max_size=64),

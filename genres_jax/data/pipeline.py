@@ -147,7 +147,8 @@ def eval_batches(
     """One ordered pass over ``source``: records ``i`` with ``i % process_count == process_index``.
 
     Every process yields the same number of batches (multi-host steps need that); padding rows
-    repeat a real record and carry ``mask == 0`` so they count for nothing.
+    repeat a real record and carry ``mask == 0`` so they count for nothing. ``index`` holds each
+    row's record number (-1 for padding), so gathered results can be put back in record order.
     """
     n = min(len(source), max_records) if max_records else len(source)
     indices = np.arange(process_index, n, process_count)
@@ -164,6 +165,8 @@ def eval_batches(
         records += [records[0]] * (batch_size - len(records))
         batch = {k: np.stack([r[k] for r in records]) for k in records[0]}
         batch["mask"] = (np.arange(batch_size) < valid).astype(np.float32)
+        batch["index"] = np.full(batch_size, -1, np.int32)
+        batch["index"][:valid] = chunk
         yield batch
 
 

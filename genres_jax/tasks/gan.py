@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import ema, losses, optim
+from genres_jax import ema, losses, optim, precision
 from genres_jax.models import gan as gan_models
 from genres_jax.sharding import constrain_batch
 from genres_jax.tasks import base
@@ -227,7 +227,7 @@ def _sample_images(state: GanState, rng, *, g, latent_dim: int, num: int):
 def make(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> base.Task:
     """The GAN task of ``config`` for images of ``image_shape`` (H, W, C)."""
     validate(config)
-    dtype = jnp.dtype(config.get("compute_dtype", "float32"))
+    dtype = precision.compute_dtype(config)
     g, d = GAN_MODELS[config.model.name](config.model, image_shape, dtype)
     g_tx = optim.make_optimizer(config.g_optimizer, config.total_steps)
     d_tx = optim.make_optimizer(config.d_optimizer, config.total_steps)

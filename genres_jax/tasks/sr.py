@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import ema, losses, optim
+from genres_jax import ema, losses, optim, precision
 from genres_jax.models import sr_registry
 from genres_jax.tasks import base
 
@@ -35,9 +35,8 @@ PIXEL_LOSSES = {"l1": losses.l1_loss, "charbonnier": losses.charbonnier_loss}
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
     """The SR network of ``config`` (name, scale, field overrides, compute dtype)."""
     overrides = dict(config.model.get("overrides", {}))
-    dtype = config.get("compute_dtype", "float32")
     return sr_registry.get_sr_model(
-        config.model.name, config.scale, compute_dtype=jnp.dtype(dtype), **overrides
+        config.model.name, config.scale, compute_dtype=precision.compute_dtype(config), **overrides
     )
 
 

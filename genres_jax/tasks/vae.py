@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import losses, optim
+from genres_jax import losses, optim, precision
 from genres_jax.models import vae as vae_models
 from genres_jax.sharding import constrain_batch
 from genres_jax.tasks import base
@@ -126,7 +126,7 @@ def _sample_images(state: VaeState, rng, *, model, num: int, latent_dim: int, li
 
 def make(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> base.Task:
     validate(config)
-    dtype = jnp.dtype(config.get("compute_dtype", "float32"))
+    dtype = precision.compute_dtype(config)
     model = VAE_MODELS[config.model.name](config.model, image_shape, dtype)
     tx = optim.make_optimizer(config.optimizer, config.total_steps)
     common = {

@@ -1,0 +1,50 @@
+"""DCGAN at 64x64 RGB, the classic layout (ngf = ndf = 64, z 100, batch 128), on CelebA faces.
+
+The PyTorch reference's DCGAN case (batch 128, BCE non-saturating losses, Adam 2e-4 with
+beta1 0.5, BatchNorm in both networks) with the same layer shapes; the throughput benchmark
+times it on synthetic batches, so it needs no data:
+
+    python benchmarks/throughput.py --config configs/dcgan_64.py
+
+Training needs CelebA prepared once by TFDS (internet on first use):
+
+    python train.py --config configs/dcgan_64.py --workdir runs/dcgan_64
+"""
+
+import ml_collections
+
+from genres_jax import defaults
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = defaults.base_config()
+    config.task = "gan"
+    config.batch_size = 128
+    config.total_steps = 20_000
+    config.log_every = 100
+    config.eval_every = 2_000
+    config.checkpoint_every = 2_000
+    config.eval_max_records = 2_000
+    config.dataset = defaults.fashion_mnist_dataset()
+    config.dataset.name = "celeb_a"
+    config.dataset.train_split = "train"
+    config.dataset.eval_split = "validation"
+    config.dataset.image_size = 64
+    config.dataset.center_crop = True
+    config.dataset.cache = False  # 162k photos: decode on the fly.
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": "dcgan",
+            "latent_dim": 100,
+            "features": 64,
+            "d_norm": "batch",
+            "g_hidden": (128, 256),  # MLP only.
+            "d_hidden": (256, 128),  # MLP only.
+        }
+    )
+    config.gan = ml_collections.ConfigDict(
+        {"loss": "nonsaturating", "gp_weight": 0.0, "n_critic": 1, "ema_decay": 0.999}
+    )
+    config.g_optimizer = defaults.adam(2e-4, b1=0.5)
+    config.d_optimizer = defaults.adam(2e-4, b1=0.5)
+    return config

@@ -1,0 +1,147 @@
+"""The benchmark scripts run on a CPU with tiny sizes and report sound, positive figures.
+
+Speed itself is not tested (figures belong in benchmark runs); what is checked is that every
+field is there, positive, and consistent with an independent count (FLOPs of the convolutions,
+pixels of the output, batch shapes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+import jax
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+harness = importlib.import_module("harness")
+throughput = importlib.import_module("throughput")
+input_pipeline = importlib.import_module("input_pipeline")
+inference = importlib.import_module("inference")
+compare_torch = importlib.import_module("compare_torch")
+
+TINY_EDSR = "model.overrides={'features': 8, 'num_blocks': 1}"
+
+
+def _positive(result: dict, *keys: str) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert value > 0, (key, value)
+
+
+def _edsr_forward_flops(features: int, blocks: int, patch: int, scale: int) -> int:
+    """2 * multiply-adds of EDSR's 3x3 convolutions on one RGB patch (scale 2 or 3)."""
+    lr_macs = 9 * (3 * features + (2 * blocks + 1) * features**2 + features * features * scale**2)
+    hr_macs = 9 * features * 3
+    return 2 * (patch**2 * lr_macs + (patch * scale) ** 2 * hr_macs)
+
+
+def test_throughput_fields_and_flops(tmp_path):
+    out = tmp_path / "t.json"
+    argv = ["--config", os.path.join(REPO, "configs/edsr_x2.py"), "--batch-size", "4"]
+    argv += ["--lr-patch", "16", "--steps", "3", "--warmup", "1", "--windows", "3"]
+    result = throughput.main([*argv, "--set", TINY_EDSR, "--output", str(out)])
+    assert json.loads(out.read_text()) == result
+    _positive(result, "median_step_ms", "images_per_s", "compile_s")
+    _positive(result, "xla_flops_per_step_per_device", "achieved_tflops_per_device")
+    assert result["images_per_s"] == pytest.approx(4 / (result["median_step_ms"] / 1e3))
+    assert len(result["window_step_ms"]) == 3 and min(result["window_step_ms"]) > 0
+    assert result["device_kind"] == jax.devices()[0].device_kind
+    assert result["jax_version"] == jax.__version__ and result["flax_version"]
+    # A CPU has no peak in the table, so no MFU.
+    assert result["peak_tflops_per_device"] is None and result["mfu"] is None
+    assert result["finite_loss"] and result["compute_dtype"] == "float32"
+    # A train step costs about three forward passes (forward, input and weight gradients).
+    forward = 4 * _edsr_forward_flops(8, 1, 16, 2)
+    assert 2.5 * forward < result["xla_flops_per_step_per_device"] < 3.5 * forward
+
+
+def test_benchmark_configs_match_the_reference_shapes():
+    for case, (path, batch, patch) in compare_torch.CASES.items():
+        config = harness.load_config(os.path.join(REPO, path), [f"batch_size={batch}"])
+        shape = throughput.image_shape(config)
+        if patch is None:
+            assert shape == (64, 64, 3), case
+            assert config.model.features == 64 and config.model.latent_dim == 100
+        else:
+            config.dataset.lr_patch_size = patch
+            assert throughput.image_shape(config) == (patch, patch, 3), case
+    with pytest.raises(ValueError, match="unknown config key"):
+        harness.load_config(os.path.join(REPO, "configs/edsr_x2.py"), ["batch_sise=3"])
+
+
+def test_input_pipeline_fields(sr_data_dir, fmnist_data_dir):
+    sr = input_pipeline.main(
+        ["--config", os.path.join(REPO, "configs/edsr_x2.py"), "--batch-size", "4"]
+        + ["--batches", "3", "--warmup", "1", "--set", f"dataset.data_dir={sr_data_dir}"]
+    )["results"][0]
+    images = input_pipeline.main(
+        ["--config", os.path.join(REPO, "configs/dcgan_fashion_mnist.py"), "--batch-size", "8"]
+        + ["--batches", "3", "--warmup", "1", "--set", f"dataset.data_dir={fmnist_data_dir}"]
+    )["results"][0]
+    for result in (sr, images):
+        _positive(result, "batches_per_s", "images_per_s", "megabytes_per_s", "seconds")
+        assert result["images_per_s"] == pytest.approx(
+            result["batches_per_s"] * result["batch_size"]
+        )
+    assert sr["batch_shapes"] == {"lr": [4, 64, 64, 3], "hr": [4, 128, 128, 3]}
+    assert images["batch_shapes"]["image"] == [8, 28, 28, 1]
+
+
+def test_inference_fields():
+    result = inference.main(
+        ["--config", os.path.join(REPO, "configs/edsr_x2.py"), "--height", "24", "--width", "40"]
+        + ["--tile", "8", "--batch-size", "4", "--repeats", "1", "--set", TINY_EDSR]
+    )["results"][0]
+    assert "random" in result["weights"]
+    assert result["input_hw"] == [24, 40] and result["scale"] == 2
+    for mode in ("whole", "tiled"):
+        entry = result[mode]
+        _positive(entry, "seconds_per_image", "input_megapixels_per_s", "output_megapixels_per_s")
+        assert entry["input_megapixels_per_s"] == pytest.approx(
+            24 * 40 / entry["seconds_per_image"] / 1e6
+        )
+        assert entry["output_megapixels_per_s"] == pytest.approx(
+            4 * entry["input_megapixels_per_s"]
+        )
+    # Cores of 8 pixels: 3 rows by 5 columns of windows.
+    assert result["tiled"]["windows"] == 15
+
+
+def test_peak_table():
+    assert harness.peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4
+    assert harness.peak_tflops("NVIDIA H100 80GB HBM3", "float32") == 67.0
+    assert harness.peak_tflops("NVIDIA H200", "bfloat16") == 989.4
+    assert harness.peak_tflops("NVIDIA A100-SXM4-40GB", "float32") == 19.5
+    assert harness.peak_tflops("TPU v4", "bfloat16") == 275.0
+    assert harness.peak_tflops("TPU v5 lite", "bfloat16") == 197.0
+    assert harness.peak_tflops("TPU v5p", "bfloat16") == 459.0
+    for kind in ("cpu", "NVIDIA H100 PCIe", "NVIDIA GeForce RTX 4090"):
+        assert harness.peak_tflops(kind, "bfloat16") is None
+
+
+def test_comparison_rows_pick_the_best_form_and_divide():
+    torch = [
+        {"case": "dcgan64_bs128", "amp": False, "compile": False, "img_s": 100.0},
+        {"case": "dcgan64_bs128", "amp": False, "compile": True, "img_s": 80.0},
+        {"case": "dcgan64_bs128", "amp": True, "compile": True, "img_s": 150.0},
+    ]
+    ours = [
+        {"case": "dcgan64_bs128", "precision": "float32", "images_per_s": 120.0},
+        {"case": "dcgan64_bs128", "precision": "bfloat16", "images_per_s": 300.0},
+    ]
+    rows = {r["case"]: r for r in compare_torch.comparison_rows(torch, ours)}
+    row = rows["dcgan64_bs128"]
+    assert row["torch_float32"] == 100.0 and row["torch_float32_form"] == "eager fp32"
+    assert row["ratio_float32"] == pytest.approx(1.2)
+    assert row["ratio_bfloat16"] == pytest.approx(2.0)
+    assert row["ratio_best"] == pytest.approx(300.0 / 150.0)
+    assert rows["edsr_l_x2_bs16_lr48"]["ratio_best"] is None  # Neither side ran it.
+    table = compare_torch.format_table(list(rows.values()))
+    assert len(table.splitlines()) == 2 + len(compare_torch.CASES)
+    expected = "| dcgan64_bs128 | 100 (eager fp32) | 120 | 1.20x | 150 (compile bf16) | 300 | 2.00x"
+    assert expected in table
