@@ -77,13 +77,22 @@ def synthetic_batch(config, shape: tuple[int, int, int], batch_size: int) -> dic
     return batch
 
 
-def _flops(compiled) -> tuple[float | None, float | None]:
-    analysis = compiled.cost_analysis()
+def _analysis(stage) -> dict[str, Any]:
+    analysis = stage.cost_analysis()
     if isinstance(analysis, list | tuple):  # Older JAX: one dict per program.
         analysis = analysis[0] if analysis else {}
-    analysis = analysis or {}
-    flops = analysis.get("flops")
-    moved = analysis.get("bytes accessed")
+    return analysis or {}
+
+
+def _flops(lowered, compiled) -> tuple[float | None, float | None]:
+    """(model FLOPs, bytes accessed) of one step, from XLA's cost analysis.
+
+    FLOPs come from the lowered (backend-independent) program: on GPU the compiled program's
+    convolutions are library calls that its cost analysis counts as zero FLOPs, which would
+    make MFU meaningless. Bytes accessed come from the compiled program.
+    """
+    flops = _analysis(lowered).get("flops") or _analysis(compiled).get("flops")
+    moved = _analysis(compiled).get("bytes accessed")
     return (float(flops) if flops else None), (float(moved) if moved else None)
 
 
@@ -132,7 +141,8 @@ def measure(
             )
             carry = [state]
         start = time.perf_counter()
-        compiled = jitted.lower(*carry, batch, rng).compile()
+        lowered = jitted.lower(*carry, batch, rng)
+        compiled = lowered.compile()
         compile_s = time.perf_counter() - start
 
         def one_step():
@@ -147,7 +157,7 @@ def measure(
         step_s = harness.time_windows(one_step, steps=steps, windows=windows)
         final_metrics = jax.device_get(one_step()[1])
 
-    flops, moved = _flops(compiled)
+    flops, moved = _flops(lowered, compiled)
     dtype = precision.compute_dtype(config).name
     facts = harness.device_facts()
     median_s = harness.median(step_s)
