@@ -176,3 +176,65 @@ def charbonnier_loss(pred: jax.Array, target: jax.Array, eps: float = 1e-3) -> j
     """Charbonnier loss mean(sqrt((pred - target)^2 + eps^2)), a smooth L1 (as in LapSRN)."""
     diff = _f32(pred) - _f32(target)
     return jnp.mean(jnp.sqrt(jnp.square(diff) + eps**2))
+
+
+# --------------------------------------------------------------------------------------------
+# Relativistic average GAN (ESRGAN) and generator losses that see the real logits
+# --------------------------------------------------------------------------------------------
+
+
+def relativistic_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Relativistic average discriminator loss (Jolicoeur-Martineau 2018; ESRGAN).
+
+    0.5 * [BCE(real - mean(fake), 1) + BCE(fake - mean(real), 0)]
+    = 0.5 * [mean(softplus(-(real - mean(fake)))) + mean(softplus(fake - mean(real)))].
+    Each term is averaged, and their mean (weights 0.5) taken, as in ESRGAN's released training
+    code; the paper writes their sum, twice this. Means run over every element, so per-pixel
+    logit maps work too. Gradients flow through both means (no stop-gradient).
+    """
+    real, fake = _f32(real_logits), _f32(fake_logits)
+    real_rel = real - jnp.mean(fake)
+    fake_rel = fake - jnp.mean(real)
+    return 0.5 * (jnp.mean(jax.nn.softplus(-real_rel)) + jnp.mean(jax.nn.softplus(fake_rel)))
+
+
+def relativistic_generator_loss(
+    real_logits: jax.Array, fake_logits: jax.Array | None = None
+) -> jax.Array:
+    """Relativistic average generator loss (ESRGAN): the discriminator loss with labels swapped.
+
+    0.5 * [BCE(real - mean(fake), 0) + BCE(fake - mean(real), 1)], weights 0.5 as in
+    ``relativistic_discriminator_loss``. It needs the discriminator's logits on real images:
+    reach it through ``generator_loss_with_real``; ``generator_loss`` (fake logits only) gets a
+    ValueError saying so.
+    """
+    if fake_logits is None:
+        raise ValueError(
+            "the relativistic generator loss needs the discriminator's logits on real images "
+            "too: call generator_loss_with_real(kind, real_logits, fake_logits)"
+        )
+    real, fake = _f32(real_logits), _f32(fake_logits)
+    real_rel = real - jnp.mean(fake)
+    fake_rel = fake - jnp.mean(real)
+    return 0.5 * (jnp.mean(jax.nn.softplus(real_rel)) + jnp.mean(jax.nn.softplus(-fake_rel)))
+
+
+GAN_LOSSES["relativistic"] = (relativistic_discriminator_loss, relativistic_generator_loss)
+
+# Kinds whose generator loss takes (real_logits, fake_logits) instead of (fake_logits,).
+GENERATOR_LOSSES_WITH_REAL: frozenset[str] = frozenset({"relativistic"})
+
+
+def generator_loss_with_real(
+    kind: str, real_logits: jax.Array, fake_logits: jax.Array
+) -> jax.Array:
+    """Generator loss of any GAN objective ``kind``, given D's logits on real and fake images.
+
+    Kinds in ``GENERATOR_LOSSES_WITH_REAL`` use both; the others ignore ``real_logits`` and
+    equal ``generator_loss(kind, fake_logits)``. The real logits depend on no generator
+    parameter, so the caller may compute them without gradient.
+    """
+    g_loss = _gan_loss_pair(kind)[1]
+    if kind in GENERATOR_LOSSES_WITH_REAL:
+        return g_loss(real_logits, fake_logits)
+    return g_loss(fake_logits)

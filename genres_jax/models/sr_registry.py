@@ -9,7 +9,9 @@ import flax.linen as nn
 
 from genres_jax.models.edsr import EDSRBaseline, EDSRLarge
 from genres_jax.models.rdn import RDN
+from genres_jax.models.rrdbnet import RRDBNet
 from genres_jax.models.srcnn import SRCNN, VDSR
+from genres_jax.models.srresnet import SRResNet
 
 SR_MODELS: dict[str, Callable[..., nn.Module]] = {
     "srcnn": SRCNN,
@@ -18,6 +20,9 @@ SR_MODELS: dict[str, Callable[..., nn.Module]] = {
     "edsr_m": EDSRBaseline,
     "edsr_l": EDSRLarge,
     "rdn": RDN,
+    "srresnet": SRResNet,
+    "rrdbnet": RRDBNet,
+    "esrgan": RRDBNet,
 }
 
 
