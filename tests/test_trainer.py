@@ -49,7 +49,11 @@ def test_gan_run_writes_metrics_samples_tensorboard_and_checkpoints(fmnist_data_
     train = _records(str(tmp_path), "train")
     assert {"d_loss", "g_loss", "d_real_logit", "d_fake_logit"} <= set(train[-1])
     assert all(np.isfinite(r["d_loss"]) for r in train)
-    assert {"d_accuracy", "d_real_logit"} <= set(_records(str(tmp_path), "eval")[-1])
+    last_eval = _records(str(tmp_path), "eval")[-1]
+    assert {"d_accuracy", "d_real_logit"} <= set(last_eval)
+    # The config's generative_eval block: FID & co. in the shipped classifier's features.
+    assert last_eval["fid/classifier_fashion_mnist"] > 0
+    assert 0 <= last_eval["recall/classifier_fashion_mnist"] <= 1
     samples = sorted(glob.glob(str(tmp_path / "samples" / "samples_*.png")))
     assert samples and samples[-1].endswith("samples_0000008.png")
     grid = np.asarray(Image.open(samples[-1]))
