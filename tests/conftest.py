@@ -81,3 +81,19 @@ def sr_data_dir(tmp_path_factory) -> str:
     cfg.data_dir = data_dir
     sources.load(cfg, "train")
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sr_workdir(sr_data_dir, tmp_path_factory) -> str:
+    """A real SR workdir (config, checkpoint, best weights) of a tiny EDSR after 2 steps."""
+    from genres_jax import trainer
+
+    config = load_config("edsr_x2")
+    config.dataset.data_dir = sr_data_dir
+    config.model.overrides = {"num_blocks": 1, "features": 8}
+    config.dataset.lr_patch_size = 16
+    config.batch_size, config.total_steps, config.eval_every = 4, 2, 2
+    config.sr_eval.max_images, config.sr_eval.panels, config.progress_bar = 1, 0, False
+    workdir = str(tmp_path_factory.mktemp("tiny_sr"))
+    trainer.train_and_evaluate(config, workdir)
+    return workdir

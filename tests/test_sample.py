@@ -26,19 +26,6 @@ def gan_workdir(tmp_path_factory, fmnist_data_dir) -> str:
     return workdir
 
 
-@pytest.fixture(scope="module")
-def sr_workdir(tmp_path_factory, sr_data_dir) -> str:
-    config = load_config("edsr_x2")
-    config.dataset.data_dir = sr_data_dir
-    config.model.overrides = {"num_blocks": 1, "features": 8}
-    config.dataset.lr_patch_size = 16
-    config.batch_size, config.total_steps, config.eval_every = 4, 2, 2
-    config.sr_eval.max_images, config.sr_eval.panels, config.progress_bar = 1, 0, False
-    workdir = str(tmp_path_factory.mktemp("sr"))
-    trainer.train_and_evaluate(config, workdir)
-    return workdir
-
-
 def _run(capsys, *args) -> tuple[int, dict | str]:
     code = sample.main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -90,10 +77,10 @@ def test_bicubic_cascade_is_matlab_imresize_of_the_samples(gan_workdir, tmp_path
 
 
 def test_sr_cascade_upscales_grey_samples_with_an_rgb_model(
-    gan_workdir, sr_workdir, tmp_path, capsys
+    gan_workdir, tiny_sr_workdir, tmp_path, capsys
 ):
     code, info = _run(
-        capsys, "--workdir", gan_workdir, "--upscaler", sr_workdir, "--num", 2,
+        capsys, "--workdir", gan_workdir, "--upscaler", tiny_sr_workdir, "--num", 2,
         "--out", tmp_path / "sr.png", "--out-dir", tmp_path / "sr",
     )  # fmt: skip
     assert code == 0, info
@@ -117,11 +104,11 @@ def test_bad_flags_are_clear_errors(gan_workdir, tmp_path, capsys, extra, messag
     assert not (tmp_path / "x.png").exists()
 
 
-def test_wrong_workdirs_are_clear_errors(gan_workdir, sr_workdir, tmp_path, capsys):
+def test_wrong_workdirs_are_clear_errors(gan_workdir, tiny_sr_workdir, tmp_path, capsys):
     out = tmp_path / "x.png"
     code, err = _run(capsys, "--workdir", tmp_path / "nothing", "--out", out)
     assert code == 2 and "no config.json" in err
-    code, err = _run(capsys, "--workdir", sr_workdir, "--out", out)
+    code, err = _run(capsys, "--workdir", tiny_sr_workdir, "--out", out)
     assert code == 2 and "not a generative model" in err
     code, err = _run(capsys, "--workdir", gan_workdir, "--upscaler", gan_workdir, "--out", out)
     assert code == 2 and "not super-resolution" in err

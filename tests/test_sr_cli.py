@@ -166,24 +166,6 @@ def test_jpeg_output_refuses_alpha(tmp_path, capsys):
     assert "JPEG cannot store" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def tiny_sr_workdir(sr_data_dir, tmp_path_factory) -> str:
-    """A real SR workdir (config, checkpoint, best weights) of a tiny EDSR after 2 steps."""
-    from conftest import load_config
-
-    from genres_jax import trainer
-
-    config = load_config("edsr_x2")
-    config.dataset.data_dir = sr_data_dir
-    config.model.overrides = {"num_blocks": 1, "features": 8}
-    config.dataset.lr_patch_size = 16
-    config.batch_size, config.total_steps, config.eval_every = 4, 2, 2
-    config.sr_eval.max_images, config.sr_eval.panels, config.progress_bar = 1, 0, False
-    workdir = str(tmp_path_factory.mktemp("tiny_sr"))
-    trainer.train_and_evaluate(config, workdir)
-    return workdir
-
-
 def test_4000_pixel_image_upscales_in_bounded_memory(tmp_path, tiny_sr_workdir):
     """A 4000x4000 input through a model workdir, tiled, in a fresh process."""
     src = tmp_path / "big.png"
