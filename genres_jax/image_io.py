@@ -109,7 +109,14 @@ def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
     """Floats in [0, 1] to uint8 or uint16 by rounding."""
     top = 65535.0 if bit_depth == 16 else 255.0
     dtype = np.uint16 if bit_depth == 16 else np.uint8
-    return np.round(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
+    out = np.empty(pixels.shape, dtype)
+    # By blocks of rows: a whole 8000x8000 RGB float image would need three float temporaries
+    # of its own size (0.7 GiB each) on top of itself.
+    rows = max(1, (1 << 22) // max(1, pixels[0].size))
+    for i in range(0, pixels.shape[0], rows):
+        block = np.clip(pixels[i : i + rows], 0.0, 1.0) * top
+        out[i : i + rows] = np.round(block, out=block)
+    return out
 
 
 def check_output_path(path: str, *, overwrite: bool, has_alpha: bool = False) -> None:
