@@ -30,6 +30,7 @@ RESUMABLE_CHANGES = (
     "checkpoint_every",
     "keep_checkpoints",
     "progress_bar",
+    "loss.vgg_weights",  # A file path: the weights live in the checkpoint once loaded.
     "eval_max_records",
     "eval_batch_size",
     "num_samples",

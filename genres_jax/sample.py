@@ -29,7 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from genres_jax import sharding, summaries, workdirs
+from genres_jax import sharding, sr_eval, summaries, workdirs
 from genres_jax.ops import imresize
 
 GENERATIVE_TASKS = ("gan", "vae")
@@ -129,7 +129,7 @@ def load_upscaler(
         from genres_jax.tasks import sr  # Deferred: the SR model zoo.
 
         config = workdirs.load_config(upscaler)
-        if config.get("task") != "sr":
+        if config.get("task") not in sr_eval.SR_TASKS:
             raise workdirs.WorkdirError(
                 f"{upscaler!r} is a {config.get('task')!r} workdir, not super-resolution"
             )

@@ -22,6 +22,9 @@ Upscaler = Callable[[np.ndarray], np.ndarray]  # (h, w, C) float in [0, 1] -> (h
 
 METRIC_NAMES = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 
+# Tasks whose workdirs hold an SR generator built by `tasks.sr.build_model` (EMA weights).
+SR_TASKS = ("sr", "gan_sr")
+
 # SSIM's 11x11 window must fit inside the image once the border is cropped.
 MIN_MEASURED_SIZE = 11
 
@@ -39,7 +42,7 @@ def workdir_predictor(workdir: str, scale: float | None = None):
     from genres_jax.tasks import sr  # Deferred: the task pulls in the model zoo.
 
     config = workdirs.load_config(workdir)
-    if config.get("task") != "sr":
+    if config.get("task") not in SR_TASKS:
         raise workdirs.WorkdirError(
             f"{workdir!r} is a {config.get('task')!r} workdir, not super-resolution"
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from genres_jax.tasks import base, classifier, gan, sr, vae
+from genres_jax.tasks import base, classifier, gan, gan_sr, sr, vae
 
-TASKS = {"classifier": classifier, "gan": gan, "sr": sr, "vae": vae}
+TASKS = {"classifier": classifier, "gan": gan, "gan_sr": gan_sr, "sr": sr, "vae": vae}
 
 
 def get(name: str):
