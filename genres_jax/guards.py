@@ -29,12 +29,18 @@ POLICIES = ("skip", "stop")
 
 
 def _all_finite(tree: Any) -> jax.Array:
+    """One ``isfinite`` reduction over every float leaf, flattened and joined.
+
+    A reduction per leaf gave the same answer but made XLA's CPU compilation of a train step
+    several times slower (tens of seconds for an ESRGAN-sized state); one joined reduction
+    compiles like the step alone.
+    """
     leaves = [
-        jnp.all(jnp.isfinite(x))
+        jnp.ravel(x).astype(jnp.float32)
         for x in jax.tree.leaves(tree)
         if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
     ]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+    return jnp.all(jnp.isfinite(jnp.concatenate(leaves))) if leaves else jnp.array(True)
 
 
 def new_counters() -> dict[str, jax.Array]:
