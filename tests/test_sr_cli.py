@@ -181,8 +181,16 @@ def test_4000_pixel_image_upscales_in_bounded_memory(tmp_path, tiny_sr_workdir):
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
         "sys.exit(rc)\n"
     )
+    # A plain environment: nothing the test session set (device counts, flags) reaches the CLI.
+    keep = ("PATH", "HOME", "LANG", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ} | {"JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=900
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak_mib = int(proc.stdout.split()[-1]) / 1024
