@@ -139,7 +139,7 @@ def _damaged_copy(src: str, dst: str, victim: str, data: bytes) -> None:
 
 
 @settings(
-    max_examples=int(os.environ.get("GENRES_FUZZ_EXAMPLES", "12")),
+    max_examples=int(os.environ.get("GENRES_FUZZ_EXAMPLES", "6")),
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
