@@ -128,15 +128,7 @@ def load_upscaler(
     if upscaler:
         from genres_jax.tasks import sr  # Deferred: the SR model zoo.
 
-        config = workdirs.load_config(upscaler)
-        if config.get("task") not in sr_eval.SR_TASKS:
-            raise workdirs.WorkdirError(
-                f"{upscaler!r} is a {config.get('task')!r} workdir, not super-resolution"
-            )
-        if scale is not None and scale != config.scale:
-            raise UsageError(f"{upscaler!r} upscales x{config.scale}, not x{scale}")
-        model = sr.build_model(config)
-        params, step, origin = workdirs.load_inference_params(upscaler)
+        config, model, params, step, origin = sr_eval.load_sr_workdir(upscaler, scale)
 
         def apply_sr(p, images):
             grey = images.shape[-1] == 1

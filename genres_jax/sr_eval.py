@@ -33,8 +33,8 @@ class EvaluationError(ValueError):
     """An image that cannot be evaluated by the protocol; the message names it."""
 
 
-def workdir_predictor(workdir: str, scale: float | None = None):
-    """(predict on (N, h, w, 3) batches, scale, receptive radius, description) of a workdir.
+def load_sr_workdir(workdir: str, scale: float | None = None):
+    """(config, model, inference params, their step, where from) of a super-resolution workdir.
 
     Raises `workdirs.WorkdirError` for a workdir that is not super-resolution or whose scale
     differs from ``scale`` (when given).
@@ -48,8 +48,19 @@ def workdir_predictor(workdir: str, scale: float | None = None):
         )
     if scale is not None and scale != config.scale:
         raise workdirs.WorkdirError(f"{workdir!r} upscales x{config.scale}, not x{scale:g}")
-    model = sr.build_model(config)
-    params, _, origin = workdirs.load_inference_params(workdir)
+    params, step, origin = workdirs.load_inference_params(workdir)
+    return config, sr.build_model(config), params, step, origin
+
+
+def workdir_predictor(workdir: str, scale: float | None = None):
+    """(predict on (N, h, w, 3) batches, scale, receptive radius, description) of a workdir.
+
+    Raises `workdirs.WorkdirError` for a workdir that is not super-resolution or whose scale
+    differs from ``scale`` (when given).
+    """
+    from genres_jax.tasks import sr
+
+    config, model, params, _, origin = load_sr_workdir(workdir, scale)
     params = jax.device_put(params)
     # Weights as an argument, not constants folded into the compiled program.
     apply = jax.jit(lambda p, x: sr.predict(p, x, model=model))
