@@ -28,7 +28,10 @@ def train_inputs(config: ml_collections.ConfigDict) -> tuple[Any, list[grain.tra
     ds = config.dataset
     source = sources.load(ds, ds.train_split)
     if ds.get("kind", "images") == "sr_pairs":
-        pairs = sr_pairs.PairSource(source, config.scale, cache=ds.cache)
+        # LR made on the device from the HR crops (degradation.kind other than "bicubic"):
+        # the pipeline ships HR crops only.
+        with_lr = config.get("degradation", {}).get("kind", "bicubic") == "bicubic"
+        pairs = sr_pairs.PairSource(source, config.scale, cache=ds.cache, with_lr=with_lr)
         return pairs, [sr_pairs.RandomPatch(ds.lr_patch_size, config.scale, ds.augment)]
     if ds.cache:
         source = pipeline.CachedSource(source)

@@ -38,11 +38,23 @@ class PairSource:
     """Random-access source of {"hr", "lr", "name"} pairs from a source of HR records.
 
     A record's own ``lr`` (e.g. DIV2K's) is used when its size matches; otherwise LR is made by
-    `bicubic_lr`. With ``cache`` each pair is made once and kept (small datasets).
+    `bicubic_lr`. With ``with_lr=False`` records hold only {"hr", "name"} (modcropped HR): for
+    training whose LR is made on the device from the HR crops, where bicubic LR would be
+    computed and shipped for nothing. With ``cache`` each pair is made once and kept (small
+    datasets).
     """
 
-    def __init__(self, source: Any, scale: int, *, cache: bool = True, hr_key: str = "hr"):
+    def __init__(
+        self,
+        source: Any,
+        scale: int,
+        *,
+        cache: bool = True,
+        hr_key: str = "hr",
+        with_lr: bool = True,
+    ):
         self._source, self._scale, self._hr_key = source, scale, hr_key
+        self._with_lr = with_lr
         self._cache: dict[int, dict[str, Any]] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -55,12 +67,14 @@ class PairSource:
             hr = hr[..., None]
         if hr.shape[-1] == 1:
             hr = np.repeat(hr, 3, axis=-1)
+        name = record.get("name", str(index))
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        if not self._with_lr:
+            return {"hr": hr, "name": name}
         lr = record.get("lr")
         shape = (hr.shape[0] // self._scale, hr.shape[1] // self._scale)
         if lr is None or np.shape(lr)[:2] != shape:
             lr = bicubic_lr(hr, self._scale)
-        name = record.get("name", str(index))
-        name = name.decode() if isinstance(name, bytes) else str(name)
         return {"hr": hr, "lr": np.asarray(lr, np.uint8), "name": name}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -82,15 +96,20 @@ def dihedral(image: np.ndarray, k: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class RandomPatch(grain.transforms.RandomMap):
-    """An aligned random crop (LR ``patch``, HR ``patch * scale``) of a pair, maybe augmented."""
+    """An aligned random crop (LR ``patch``, HR ``patch * scale``) of a pair, maybe augmented.
+
+    Records without ``lr`` (HR only) give HR crops at offsets on the scale's grid, as a pair's
+    would be.
+    """
 
     patch: int
     scale: int
     augment: bool = True
 
     def random_map(self, record: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        lr, hr = record["lr"], record["hr"]
-        h, w = lr.shape[:2]
+        lr, hr = record.get("lr"), record["hr"]
+        s = self.scale
+        h, w = (hr.shape[0] // s, hr.shape[1] // s) if lr is None else lr.shape[:2]
         if h < self.patch or w < self.patch:
             raise SmallImageError(
                 f"image {record.get('name', '?')!r} is {h}x{w} at LR, smaller than the "
@@ -98,10 +117,10 @@ class RandomPatch(grain.transforms.RandomMap):
             )
         y = int(rng.integers(0, h - self.patch + 1))
         x = int(rng.integers(0, w - self.patch + 1))
-        lr = lr[y : y + self.patch, x : x + self.patch]
-        s = self.scale
         hr = hr[y * s : (y + self.patch) * s, x * s : (x + self.patch) * s]
-        if self.augment:
-            k = int(rng.integers(0, 8))
-            lr, hr = dihedral(lr, k), dihedral(hr, k)
-        return {"lr": np.ascontiguousarray(lr), "hr": np.ascontiguousarray(hr)}
+        k = int(rng.integers(0, 8)) if self.augment else 0
+        out = {"hr": np.ascontiguousarray(dihedral(hr, k))}
+        if lr is not None:
+            lr = lr[y : y + self.patch, x : x + self.patch]
+            out["lr"] = np.ascontiguousarray(dihedral(lr, k))
+        return out
