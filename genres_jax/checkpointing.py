@@ -9,6 +9,7 @@ directory and renames it when complete, so a partly written step is never picked
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -31,13 +32,26 @@ def make_manager(directory: str, *, save_every: int, keep: int) -> ocp.Checkpoin
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
-def make_best_manager(directory: str, metric: str) -> ocp.CheckpointManager:
-    """Keeps only the inference parameters with the highest ``metric`` seen so far."""
+def make_best_manager(
+    directory: str, metric: str, *, higher_is_better: bool = True
+) -> ocp.CheckpointManager:
+    """Keeps only the inference parameters with the best ``metric`` seen so far.
+
+    ``metric`` "latest" keeps the newest. Saves whose metrics lack ``metric`` (written under
+    another policy before a restart) rank last.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    if metric == "latest":
+        policy = preservation_policy.LatestN(1)
+    else:
+        policy = preservation_policy.BestN(
+            get_metric_fn=lambda m: sign * m[metric] if metric in m else -math.inf,
+            n=1,
+            keep_checkpoints_without_metrics=False,
+        )
     options = ocp.CheckpointManagerOptions(
         save_decision_policy=save_decision_policy.ContinuousCheckpointingPolicy(),
-        preservation_policy=preservation_policy.BestN(
-            get_metric_fn=lambda m: m[metric], n=1, keep_checkpoints_without_metrics=False
-        ),
+        preservation_policy=policy,
         create=True,
     )
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
@@ -53,8 +67,17 @@ def drop_steps_after(manager: ocp.CheckpointManager, step: int) -> None:
 def save_params(
     manager: ocp.CheckpointManager, step: int, params: Any, metrics: dict[str, float]
 ) -> None:
+    """Offers ``params`` to a `make_best_manager` manager, which keeps them if they rank best.
+
+    Every offer is saved and ranked: a continuous save policy would silently skip a step
+    while the previous save is still being written, and could lose the best weights.
+    """
+    manager.wait_until_finished()
     manager.save(
-        step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), metrics=metrics
+        step,
+        args=ocp.args.Composite(params=ocp.args.StandardSave(params)),
+        metrics=metrics,
+        force=True,
     )
 
 
