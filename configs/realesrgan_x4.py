@@ -8,8 +8,17 @@ discriminator with spectral normalisation (per-pixel logits). Generator loss
 ``1.0 * L1 + 1.0 * VGG19 perceptual (L1 on conv1_2, conv2_2 x 0.1, conv3_4, conv4_4,
 conv5_4 x 1, before ReLU) + 0.1 * vanilla GAN``; Adam 1e-4 (beta2 0.99) for both, batch 48 of
 256x256 HR crops (LR 64x64), 400k steps, EMA 0.999 generator weights (what validation,
-``evaluate`` and ``upscale`` use). Validation measures PSNR/SSIM on bicubic LR images, which
-says little about a blind model: look at the panels in <workdir>/samples and TensorBoard.
+``evaluate`` and ``upscale`` use). As published, HR is unsharp-masked (``config.sharpen``) for
+the degradation input and the pixel and perceptual targets (the discriminator sees plain HR),
+and pairs are mixed across steps through a pool (``degradation.pool_size``: 720 pairs, the
+four 180-pair pools of the published 4-GPU run as one global pool; a multiple of the batch).
+
+Validation upscales each validation image degraded as in training, with a key fixed per image
+(``degradation.validation='degraded'``), so its PSNR/SSIM measure the blind task; with
+``--config.sr_eval.lpips_weights=FILE`` (`genres_jax.lpips`) it adds LPIPS and ``best/`` keeps
+the weights with the lowest LPIPS, otherwise the latest validated ones. <workdir>/samples and
+TensorBoard show validation panels (LR upscaled by bicubic | model | HR) and ``train_pairs``
+grids of the degraded training LR (nearest-upscaled) | model | sharpened HR target.
 
 Two stages, as published. Real-ESRNet (L1 only, same degradations, Adam 2e-4), then the GAN:
 
@@ -30,9 +39,8 @@ The perceptual loss needs ImageNet VGG19 weights (.safetensors or .npz of torchv
     st.save_file({k: v for k, v in m.state_dict().items() if k.startswith('features.')}, \\
     'vgg19_features.safetensors')"
 
-Without ``--config.loss.vgg_weights`` the run stops at once with a config error. Not done here:
-unsharp masking of the HR targets, and the pool of degraded images Real-ESRGAN's code mixes
-batches with. The offline photos are small for 256x256 crops: real runs use DIV2K/Flickr2K
+Without ``--config.loss.vgg_weights`` the run stops at once with a config error. The offline
+photos are small for 256x256 crops: real runs use DIV2K/Flickr2K
 (``--config.dataset.name=hr_image_folder --config.dataset.train_dir=DIR``).
 """
 
@@ -50,6 +58,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 10_000
     config.dataset.lr_patch_size = 64
     config.degradation.kind = "realesrgan"
+    config.degradation.pool_size = 720
+    config.degradation.validation = "degraded"
+    config.sharpen.degradation_input = True
+    config.sharpen.pixel_target = True
+    config.sharpen.perceptual_target = True
     config.loss.pixel_weight = 1.0
     config.loss.perceptual_weight = 1.0
     config.loss.perceptual_layers = ml_collections.ConfigDict(

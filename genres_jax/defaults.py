@@ -120,6 +120,12 @@ def sr_eval() -> ml_collections.ConfigDict:
             "panels": 2,  # Validation images shown as bicubic | model | HR panels.
             "panel_size": 96,
             "max_images": 0,  # 0 = the whole validation split.
+            # Which validated weights best/ keeps: auto | latest | psnr_y | ssim_y | psnr_rgb |
+            # ssim_rgb | lpips (genres_jax.sr_eval.best_metric; auto = Y-PSNR, or for GAN
+            # training LPIPS with weights, else the latest).
+            "best_metric": "auto",
+            # An LPIPS weights file (genres_jax.lpips): adds the LPIPS distance to validation.
+            "lpips_weights": "",
         }
     )
 
@@ -173,7 +179,29 @@ def gan_sr_config(generator: str, discriminator: str, scale: int) -> ml_collecti
     config.d_optimizer = adam(1e-4, b2=0.99)
     # kind: "bicubic" (LR from the input pipeline) or "realesrgan" (made on the device from the
     # HR crops); overrides: fields of genres_jax.ops.degradations.DegradationConfig.
-    config.degradation = ml_collections.ConfigDict({"kind": "bicubic", "overrides": {}})
+    # pool_size: pairs mixed across steps (genres_jax.tasks.pair_pool), 0 = none; validation:
+    # "bicubic" LR or "degraded" as in training, by keys fixed by validation_seed.
+    config.degradation = ml_collections.ConfigDict(
+        {
+            "kind": "bicubic",
+            "overrides": {},
+            "pool_size": 0,
+            "validation": "bicubic",
+            "validation_seed": 0,
+        }
+    )
+    # Unsharp masking of HR (genres_jax.ops.sharpen) and which images use it instead of HR.
+    config.sharpen = ml_collections.ConfigDict(
+        {
+            "weight": 0.5,
+            "radius": 50,
+            "threshold": 10.0,
+            "degradation_input": False,
+            "pixel_target": False,
+            "perceptual_target": False,
+            "adversarial_target": False,
+        }
+    )
     config.dataset = sr_photos_dataset(lr_patch_size=32)
     config.sr_eval = sr_eval()
     config.init_from = ""  # A workdir (e.g. a PSNR-trained run) whose best weights start G.

@@ -17,6 +17,11 @@ Super-resolution: HR images are cropped to a multiple of the scale, LR images ma
 MATLAB-style bicubic downscaling (rounded to uint8), the result compared with HR by PSNR and
 SSIM on RGB and on Y (BT.601), ``--crop-border`` pixels (default: the scale) removed from every
 edge. Keys say what they are: ``mean.psnr_y``, ``per_image.<name>.ssim_rgb``, ...
+``--lpips-weights FILE`` adds ``lpips`` (`genres_jax.lpips`; whole image, after the same uint8
+quantisation). ``--degraded`` measures blind SR: each LR image is the HR image degraded as
+Real-ESRGAN trains (the workdir's degradation settings if it trained with them, the published
+x4 recipe otherwise), with a key from ``--seed`` (default 0) and the image's index, so every
+model and ``--method`` evaluated with the same seed sees the same LR images.
 """
 
 from __future__ import annotations
@@ -55,13 +60,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--crop-border", type=int, default=-1, help="-1 = the scale")
     p.add_argument("--tile", type=int, default=192, help="LR tile size for models; 0 = whole")
     p.add_argument("--max-images", type=int, default=0, help="0 = all")
+    p.add_argument("--lpips-weights", help="also report LPIPS with this weights file")
+    p.add_argument(
+        "--degraded",
+        action="store_true",
+        help="LR by the Real-ESRGAN degradation (the workdir's own, or the published x4 "
+        "recipe), keyed by --seed and the image index, instead of bicubic",
+    )
     gen = p.add_argument_group("GAN and VAE workdirs")
     gen.add_argument("--feature-extractor", default="", help="classifier workdir or Inception .npz")
     gen.add_argument("--num-samples", type=int, help="generated images (default: the config's)")
     gen.add_argument("--iw-samples", type=int, help="VAE: importance samples per test image")
     gen.add_argument("--upscaler", help="an SR workdir that upscales the samples (cascade)")
     gen.add_argument("--upscale-method", help="upscale the samples classically (with --scale)")
-    gen.add_argument("--seed", type=int, help="sampling seed (default: the config's)")
+    gen.add_argument(
+        "--seed",
+        type=int,
+        help="sampling seed (default: the config's); with --degraded, the degradation's (0)",
+    )
     p.add_argument("--output", help="also write the JSON to this file")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return p.parse_args(argv)
@@ -152,10 +168,20 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
 def evaluate(args: argparse.Namespace) -> dict:
     if args.output and os.path.exists(args.output) and not args.overwrite:
         raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    lpips = None
+    if args.lpips_weights:
+        try:
+            lpips = sr_eval.lpips_scorer(args.lpips_weights)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     config = None
     if args.workdir:
         config = workdirs.load_config(args.workdir)
         if config.get("task") in sample.GENERATIVE_TASKS:
+            if args.lpips_weights or args.degraded:
+                raise UsageError("--lpips-weights and --degraded are for super-resolution")
             return evaluate_generative(args, config)
         if args.upscaler or args.upscale_method or args.feature_extractor:
             raise UsageError(
@@ -184,9 +210,31 @@ def evaluate(args: argparse.Namespace) -> dict:
         what["data"] = f"{name}:{split}"
     if args.max_images:
         pairs = (p for i, p in zip(range(args.max_images), pairs, strict=False))
+    if args.degraded:
+        pairs = degraded_pairs(pairs, config, scale, args.seed or 0)
+        what["lr"] = f"degraded (seed {args.seed or 0})"
     crop = args.crop_border if args.crop_border >= 0 else scale
-    result = sr_eval.evaluate_pairs(upscale, pairs, crop_border=crop)
+    result = sr_eval.evaluate_pairs(upscale, pairs, crop_border=crop, lpips=lpips)
     return {**what, "scale": scale, "crop_border": crop, **result}
+
+
+def degraded_pairs(pairs, config, scale: int, seed: int) -> Iterator[dict]:
+    """``pairs`` with LR made by the Real-ESRGAN degradation of their HR (module docstring)."""
+    from genres_jax.ops import degradations
+    from genres_jax.tasks import gan_sr, gan_sr_config
+
+    cfg = None
+    if config is not None and config.get("degradation"):
+        cfg = gan_sr_config.degradation(config)
+    cfg = cfg or degradations.DegradationConfig()
+    for index, pair in enumerate(pairs):
+        hr = pair["hr"]
+        if min(hr.shape[:2]) < 4 * scale:
+            raise UsageError(
+                f"{pair['name']}: smaller than {4 * scale} pixels, too small to degrade"
+            )
+        lr = gan_sr.degraded_lr(hr, index, degradation=cfg, scale=scale, seed=seed)
+        yield {**pair, "lr": lr}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ validation during training and by ``python -m genres_jax.evaluate``.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,9 +30,97 @@ SR_TASKS = ("sr", "gan_sr")
 # SSIM's 11x11 window must fit inside the image once the border is cropped.
 MIN_MEASURED_SIZE = 11
 
+# Validation metrics that can choose the kept ``best/`` weights (``sr_eval.best_metric``), and
+# whether higher is better. "lpips" needs ``sr_eval.lpips_weights``.
+BEST_METRICS = {
+    "psnr_y": True,
+    "ssim_y": True,
+    "psnr_rgb": True,
+    "ssim_rgb": True,
+    "lpips": False,
+}
+# Besides those: "latest" keeps the newest validated weights; "auto" picks per run (below).
+BEST_CHOICES = ("auto", "latest", *BEST_METRICS)
+
 
 class EvaluationError(ValueError):
     """An image that cannot be evaluated by the protocol; the message names it."""
+
+
+def best_metric(config) -> str:
+    """The ``best/`` policy of an SR config: a key of `BEST_METRICS`, or "latest".
+
+    "auto" is Y-PSNR for PSNR-oriented training. With a perceptual or adversarial loss term,
+    Y-PSNR would keep the least GAN-like weights (the earliest, blurriest ones), so "auto" is
+    LPIPS when ``sr_eval.lpips_weights`` is given and otherwise the newest validated weights,
+    as Real-ESRGAN users take the latest generator. ValueError for an unknown name, or for
+    "lpips" without weights.
+    """
+    cfg = config.sr_eval
+    choice = cfg.get("best_metric", "auto")
+    if choice not in BEST_CHOICES:
+        valid = ", ".join(BEST_CHOICES)
+        raise ValueError(f"unknown sr_eval.best_metric {choice!r}; valid: {valid}")
+    has_lpips = bool(cfg.get("lpips_weights", ""))
+    if choice == "lpips" and not has_lpips:
+        raise ValueError(
+            "sr_eval.best_metric='lpips' needs LPIPS weights: pass --config.sr_eval.lpips_weights="
+            "FILE (see genres_jax.lpips for how to make it)"
+        )
+    if choice != "auto":
+        return choice
+    loss = config.get("loss", {})
+    perceptual = float(loss.get("perceptual_weight", 0.0)) > 0
+    adversarial = float(loss.get("adversarial_weight", 0.0)) > 0
+    if config.get("task") != "gan_sr" or not (perceptual or adversarial):
+        return "psnr_y"
+    return "lpips" if has_lpips else "latest"
+
+
+@functools.lru_cache(maxsize=2)
+def _read_lpips(path: str, mtime_ns: int, size: int):
+    del mtime_ns, size  # Cache keys: a rewritten file is read again.
+    from genres_jax import lpips  # Deferred: only runs that ask for LPIPS load it.
+
+    return lpips.load_lpips(path)
+
+
+def load_lpips(path: str):
+    """(net name, parameters) of an LPIPS weights file, read once per file version.
+
+    ValueError naming the problem (and how to make the file) for a missing or malformed file.
+    """
+    from genres_jax import lpips
+
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"LPIPS weights {path!r} is not a file; make it once with: {lpips.CONVERSION_COMMAND}"
+        )
+    stat = os.stat(path)
+    return _read_lpips(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+def validate_settings(config) -> None:
+    """ValueError for ``sr_eval`` settings that cannot work (best metric, LPIPS weights)."""
+    best_metric(config)
+    if config.sr_eval.get("lpips_weights", ""):
+        load_lpips(config.sr_eval.lpips_weights)
+
+
+def lpips_scorer(path: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """LPIPS distance of one image pair ((h, w, 3) floats in [0, 1]) with the weights of ``path``.
+
+    ValueError for a missing or malformed file (`load_lpips`). One compilation per image size.
+    """
+    from genres_jax import lpips
+
+    net, params = load_lpips(path)
+    distance = jax.jit(lambda p, x, y: lpips.lpips_distance(p, x, y, net=net))
+
+    def score(sr: np.ndarray, hr: np.ndarray) -> float:
+        return float(distance(params, jnp.asarray(sr)[None], jnp.asarray(hr)[None])[0])
+
+    return score
 
 
 def load_sr_workdir(workdir: str, scale: float | None = None):
@@ -128,10 +218,14 @@ def evaluate_pairs(
     *,
     crop_border: int,
     on_image: Callable[[str, np.ndarray, Mapping[str, Any]], None] | None = None,
+    lpips: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> dict[str, Any]:
     """Metrics per image and their means over ``pairs`` ({"name", "lr", "hr"} uint8 images).
 
-    ``on_image(name, sr, pair)`` sees every SR result (for panels or saving).
+    ``on_image(name, sr, pair)`` sees every SR result (for panels or saving). ``lpips`` (a
+    `lpips_scorer`) adds the LPIPS distance, on the whole image after the same uint8
+    quantisation as PSNR (the saved image is what is measured; no border crop, as LPIPS is
+    usually reported).
     """
     per_image = {}
     for pair in pairs:
@@ -147,11 +241,15 @@ def evaluate_pairs(
         if sr.shape != hr.shape:
             raise ValueError(f"{pair['name']}: SR shape {sr.shape} != HR shape {hr.shape}")
         per_image[pair["name"]] = image_metrics(sr, hr, crop_border)
+        if lpips is not None:
+            quantized = np.round(np.clip(sr, 0.0, 1.0) * 255.0) / 255.0
+            per_image[pair["name"]]["lpips"] = lpips(quantized, hr)
         if on_image is not None:
             on_image(pair["name"], sr, pair)
     if not per_image:
         raise ValueError("no images to evaluate")
-    mean = {k: float(np.mean([m[k] for m in per_image.values()])) for k in METRIC_NAMES}
+    names = METRIC_NAMES + (("lpips",) if lpips is not None else ())
+    mean = {k: float(np.mean([m[k] for m in per_image.values()])) for k in names}
     return {"per_image": per_image, "mean": mean, "num_images": len(per_image)}
 
 

@@ -48,11 +48,15 @@ def init_from(task, state, workdir: str, state_sh, verbose: bool):
     return state
 
 
-def validate_sr(task, state, predict, source, config, writer, step: int) -> dict[str, float]:
+def validate_sr(
+    task, state, predict, source, config, writer, step: int, lpips=None
+) -> dict[str, float]:
     """Whole-image SR validation (tiled, so one compilation serves every image size).
 
     Writes a bicubic | model | HR panel per image (the first ``panels`` images) and returns the
-    mean PSNR/SSIM on RGB and Y.
+    mean PSNR/SSIM on RGB and Y, and LPIPS with a ``lpips`` scorer (`sr_eval.lpips_scorer`).
+    The LR images are the split's bicubic ones, or the task's own (``task.validation_lr``,
+    e.g. degraded as in training).
     """
     cfg = config.sr_eval
     overlap = cfg.overlap if cfg.overlap >= 0 else task.receptive_radius
@@ -71,12 +75,19 @@ def validate_sr(task, state, predict, source, config, writer, step: int) -> dict
                 pair["lr"], sr, pair["hr"], scale=config.scale, size=cfg.panel_size
             )[None]
 
+    def pair(i):
+        record = source[i]
+        if task.validation_lr is None:
+            return record
+        return {**record, "lr": task.validation_lr(record["hr"], i)}
+
     n = len(source) if not cfg.max_images else min(cfg.max_images, len(source))
     result = sr_eval.evaluate_pairs(
         upscale,
-        (source[i] for i in range(n)),
+        (pair(i) for i in range(n)),
         crop_border=cfg.crop_border if cfg.crop_border >= 0 else config.scale,
         on_image=keep_panel,
+        lpips=lpips,
     )
     writer.write_images(step, panels)
     return result["mean"]

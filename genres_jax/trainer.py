@@ -28,6 +28,7 @@ from genres_jax import (
     guards,
     run_checks,
     sharding,
+    sr_eval,
     summaries,
     tasks,
     train_eval,
@@ -109,7 +110,8 @@ def train_and_evaluate(
     )
     train_iter = iter(loader)
     example = pipeline.example_batch(train_source, operations, config.batch_size)
-    image_shape = tuple(example["image" if "image" in example else "lr"].shape[1:])
+    image_key = next(k for k in ("image", "lr", "hr") if k in example)
+    image_shape = tuple(example[image_key].shape[1:])
     task = tasks.make(config, image_shape)
     eval_source = eval_operations = None
     if config.eval_every and (task.eval_step is not None or task.predict is not None):
@@ -163,10 +165,22 @@ def train_and_evaluate(
             and config.get("generative_eval")
         ):
             generative = generative_eval.TrainingEvaluator(config, workdir, image_shape, mesh)
+        train_examples = lpips = None
+        if task.train_examples is not None:
+            train_examples = jax.jit(
+                task.train_examples, in_shardings=(state_sh, batch_sh, repl), out_shardings=repl
+            )
         if task.predict is not None:
             predict = jax.jit(task.predict, in_shardings=(state_sh, repl), out_shardings=repl)
+            if config.sr_eval.get("lpips_weights"):
+                lpips = sr_eval.lpips_scorer(config.sr_eval.lpips_weights)
             if is_chief:
-                best = checkpointing.make_best_manager(os.path.join(workdir, "best"), "psnr_y")
+                metric = sr_eval.best_metric(config)
+                best = checkpointing.make_best_manager(
+                    os.path.join(workdir, "best"),
+                    metric,
+                    higher_is_better=sr_eval.BEST_METRICS.get(metric, True),
+                )
                 checkpointing.drop_steps_after(best, latest or 0)
         eval_rng = jax.random.fold_in(train_rng, 0x7FFFFFFF)
         sample_rng = jax.random.fold_in(train_rng, 0x7FFFFFFE)
@@ -216,7 +230,7 @@ def train_and_evaluate(
                 ):
                     if eval_source is not None and predict is not None:
                         last_eval = train_eval.validate_sr(
-                            task, state, predict, eval_source, config, writer, step
+                            task, state, predict, eval_source, config, writer, step, lpips
                         )
                         writer.write_scalars(step, last_eval, "eval")
                         if best is not None:
@@ -231,6 +245,9 @@ def train_and_evaluate(
                         writer.write_scalars(step, last_eval, "eval")
                     if sample is not None:
                         writer.write_images(step, jax.device_get(sample(state, sample_rng)))
+                    if train_examples is not None:
+                        examples = train_examples(state, batch, sample_rng)
+                        writer.write_images(step, jax.device_get(examples))
                     writer.flush()
                 # Multi-host: every process must agree to stop at the same step, so signals
                 # are compared across processes at logging steps only.

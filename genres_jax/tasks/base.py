@@ -33,6 +33,10 @@ class Task:
         image by image instead of through ``eval_step``.
     inference_params(state) -> the parameters inference uses (EMA weights), kept as the best
         checkpoint.
+    validation_lr(hr, index) -> the uint8 LR image validation upscales for the uint8 HR image
+        ``hr`` (index-th of the split), when it is not the pipeline's bicubic LR.
+    train_examples(state, batch, rng) -> {name: (N, H, W, C) images in [0, 1]}: what the model
+        is trained on, from a training batch, for grids.
     """
 
     init: Callable[[jax.Array, Batch], Any]
@@ -43,6 +47,8 @@ class Task:
     inference_params: Callable[[Any], Any] | None = None
     receptive_radius: int = 0  # Input pixels that influence an output pixel, for tiling.
     with_params: Callable[[Any, Any], Any] | None = None  # (state, params) -> state.
+    validation_lr: Callable[[np.ndarray, int], np.ndarray] | None = None
+    train_examples: Callable[[Any, Batch, jax.Array], dict[str, jax.Array]] | None = None
 
 
 def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:

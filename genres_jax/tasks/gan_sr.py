@@ -16,10 +16,14 @@ discriminator pass in training mode (real batch, then fake batch) gives the logi
 term with weight 0 is not computed (no discriminator at all without the adversarial term, no
 VGG without the perceptual one); the pixel loss is always reported.
 
-Batches hold uint8 ``lr`` (N, p, p, 3) and ``hr`` (N, p*s, p*s, 3) crops mapped to [0, 1].
-``degradation.kind`` "bicubic" trains on the pipeline's LR; "realesrgan" ignores it and makes
-LR in the step with Real-ESRGAN's random degradations
-(`genres_jax.ops.degradations.degrade`, keyed by ``fold_in(rng, step)``).
+Batches hold uint8 ``hr`` (N, p*s, p*s, 3) crops mapped to [0, 1], and with
+``degradation.kind`` "bicubic" the pipeline's ``lr`` (N, p, p, 3) crops to train on. With
+"realesrgan" the pipeline ships HR only and the step makes LR with Real-ESRGAN's random
+degradations (`genres_jax.ops.degradations.degrade`, keyed by ``fold_in(rng, step)``), from
+the unsharp-masked HR when ``sharpen.degradation_input`` is set. ``degradation.pool_size`` > 0
+mixes pairs across steps through `genres_jax.tasks.pair_pool`; ``sharpen.*_target`` replace
+HR by its unsharp mask (`genres_jax.ops.sharpen`) as the target of that loss term, as
+Real-ESRGAN does for the pixel and perceptual losses.
 
 The generator's EMA weights are what `predict` (validation PSNR/SSIM and panels, ``evaluate``,
 ``upscale``) uses and what ``best/`` keeps. Two-stage training as in ESRGAN: a PSNR-oriented
@@ -37,11 +41,12 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from genres_jax import ema, losses, optim, perceptual, precision
-from genres_jax.ops import degradations
-from genres_jax.tasks import base, sr
+from genres_jax.ops import degradations, sharpen
+from genres_jax.tasks import base, pair_pool, sr
 from genres_jax.tasks import gan_sr_config as parts
 
 validate = parts.validate
@@ -64,11 +69,20 @@ class GanSrState(flax.struct.PyTreeNode):
     d_stats: Any
     d_opt_state: Any
     vgg_params: Any
+    pool: Any = flax.struct.field(default_factory=dict)  # pair_pool's arrays, {} without one.
 
 
-def _init(rng, batch, *, g: nn.Module, d: nn.Module | None, g_tx, d_tx, vgg_params) -> GanSrState:
+def _lr_shape(batch: base.Batch, scale: int) -> tuple[int, ...]:
+    n, h, w, c = jnp.shape(batch["hr"])
+    return (n, h // scale, w // scale, c)
+
+
+def _init(
+    rng, batch, *, g: nn.Module, d: nn.Module | None, g_tx, d_tx, vgg_params, scale, pool_size
+) -> GanSrState:
     g_key, d_key = jax.random.split(rng)
-    g_params = g.init(g_key, base.uint8_to_unit(batch["lr"]))["params"]
+    lr_shape = _lr_shape(batch, scale)
+    g_params = g.init(g_key, jnp.zeros(lr_shape, jnp.float32))["params"]
     d_params = d_stats = d_opt_state = {}
     if d is not None:
         d_params, d_stats = base.init_model(d, d_key, base.uint8_to_unit(batch["hr"]))
@@ -82,6 +96,13 @@ def _init(rng, batch, *, g: nn.Module, d: nn.Module | None, g_tx, d_tx, vgg_para
         d_stats=d_stats,
         d_opt_state=d_opt_state,
         vgg_params=vgg_params,
+        pool=pair_pool.empty(pool_size, lr_shape[1:], batch["hr"].shape[1:]) if pool_size else {},
+    )
+
+
+def _sharpened(images: jax.Array, settings: parts.SharpenSettings) -> jax.Array:
+    return sharpen.unsharp_mask(
+        images, weight=settings.weight, radius=settings.radius, threshold=settings.threshold
     )
 
 
@@ -92,12 +113,30 @@ def training_lr(
     *,
     degradation: degradations.DegradationConfig | None,
     scale: int,
+    sharpen_settings: parts.SharpenSettings | None = None,
 ) -> jax.Array:
     """The LR input of this step in [0, 1]: the batch's, or HR degraded on the device."""
     if degradation is None:
         return base.uint8_to_unit(batch["lr"])
     key = jax.random.fold_in(rng, state.step)
-    return degradations.degrade(key, base.uint8_to_unit(batch["hr"]), degradation, scale)
+    hr = base.uint8_to_unit(batch["hr"])
+    if sharpen_settings is not None and sharpen_settings.degradation_input:
+        hr = _sharpened(hr, sharpen_settings)
+    return degradations.degrade(key, hr, degradation, scale)
+
+
+def _training_pair(state, batch, rng, *, degradation, scale, sharpen_settings):
+    """(new pool, LR, HR) of this step in [0, 1]: degraded, then exchanged with the pool."""
+    lr = training_lr(
+        state, batch, rng, degradation=degradation, scale=scale, sharpen_settings=sharpen_settings
+    )
+    if not state.pool:
+        return state.pool, lr, base.uint8_to_unit(batch["hr"])
+    # LR is on 8-bit levels (bicubic pipeline or degrade): uint8 keeps it exactly.
+    lr_u8 = jnp.round(lr * 255.0).astype(jnp.uint8)
+    key = jax.random.fold_in(jax.random.fold_in(rng, state.step), 1)
+    pool, lr_u8, hr_u8 = pair_pool.exchange(state.pool, lr_u8, batch["hr"], key)
+    return pool, base.uint8_to_unit(lr_u8), base.uint8_to_unit(hr_u8)
 
 
 def _train_step(
@@ -114,20 +153,31 @@ def _train_step(
     degradation: degradations.DegradationConfig | None,
     scale: int,
     compute_dtype: jnp.dtype,
+    sharpen_settings: parts.SharpenSettings,
 ) -> tuple[GanSrState, base.Metrics]:
-    hr = base.uint8_to_unit(batch["hr"])
-    lr = training_lr(state, batch, rng, degradation=degradation, scale=scale)
+    pool, lr, hr = _training_pair(
+        state,
+        batch,
+        rng,
+        degradation=degradation,
+        scale=scale,
+        sharpen_settings=sharpen_settings,
+    )
+    sharp = _sharpened(hr, sharpen_settings) if sharpen_settings.any_target else hr
+    pixel_hr = sharp if sharpen_settings.pixel_target else hr
+    perceptual_hr = sharp if sharpen_settings.perceptual_target else hr
+    real_hr = sharp if sharpen_settings.adversarial_target else hr
     # The gradient of L_G is pulled back through G once, from dL_G/d(sr) of every term.
     sr_images, g_vjp = jax.vjp(lambda p: sr.predict(p, lr, model=g), state.g_params)
 
     def content_loss(x):
-        terms = {"pixel_loss": loss.pixel(x, hr)}
+        terms = {"pixel_loss": loss.pixel(x, pixel_hr)}
         total = loss.pixel_weight * terms["pixel_loss"]
         if loss.perceptual_weight > 0:
             terms["perceptual_loss"] = perceptual.perceptual_loss(
                 state.vgg_params,
                 x,
-                hr,
+                perceptual_hr,
                 layer_weights=dict(loss.perceptual_layers),
                 distance=loss.perceptual_distance,
                 compute_dtype=compute_dtype,
@@ -141,7 +191,7 @@ def _train_step(
         # One discriminator pass (training mode: real batch, then fake batch) gives the logits
         # of both losses; its pullback serves D's gradient and the adversarial term's dL/d(sr).
         def d_forward(params, fake):
-            real_logits, stats = base.apply_model(d, params, state.d_stats, hr, train=True)
+            real_logits, stats = base.apply_model(d, params, state.d_stats, real_hr, train=True)
             fake_logits, stats = base.apply_model(d, params, stats, fake, train=True)
             return (real_logits, fake_logits), stats
 
@@ -185,6 +235,7 @@ def _train_step(
         d_params=d_params,
         d_stats=d_stats,
         d_opt_state=d_opt_state,
+        pool=pool,
     )
     return new_state, metrics
 
@@ -198,8 +249,28 @@ def make(config: ml_collections.ConfigDict, image_shape) -> base.Task:
     g_tx = optim.make_optimizer(config.g_optimizer, config.total_steps)
     d_tx = optim.make_optimizer(config.d_optimizer, config.total_steps) if d is not None else None
     vgg_params = parts.perceptual_params(config)
+    degradation = parts.degradation(config)
+    scale = int(config.scale)
+    sharpen_settings = parts.sharpen_settings(config)
+    validation_lr = None
+    if parts.validation_lr(config) == "degraded":
+        validation_lr = functools.partial(
+            degraded_lr,
+            degradation=degradation,
+            scale=scale,
+            seed=int(config.degradation.get("validation_seed", 0)),
+        )
     return base.Task(
-        init=functools.partial(_init, g=g, d=d, g_tx=g_tx, d_tx=d_tx, vgg_params=vgg_params),
+        init=functools.partial(
+            _init,
+            g=g,
+            d=d,
+            g_tx=g_tx,
+            d_tx=d_tx,
+            vgg_params=vgg_params,
+            scale=scale,
+            pool_size=parts.pool_size(config),
+        ),
         train_step=functools.partial(
             _train_step,
             g=g,
@@ -208,9 +279,10 @@ def make(config: ml_collections.ConfigDict, image_shape) -> base.Task:
             d_tx=d_tx,
             loss=parts.loss_settings(config),
             ema_decay=float(config.ema_decay),
-            degradation=parts.degradation(config),
-            scale=int(config.scale),
+            degradation=degradation,
+            scale=scale,
             compute_dtype=precision.compute_dtype(config),
+            sharpen_settings=sharpen_settings,
         ),
         predict=lambda state, lr: sr.predict(state.ema_params, lr, model=g),
         inference_params=lambda state: state.ema_params,
@@ -219,4 +291,45 @@ def make(config: ml_collections.ConfigDict, image_shape) -> base.Task:
         with_params=lambda state, params: state.replace(
             g_params=params, ema_params=jax.tree.map(jnp.array, params)
         ),
+        validation_lr=validation_lr,
+        train_examples=functools.partial(
+            _train_examples,
+            g=g,
+            degradation=degradation,
+            scale=scale,
+            sharpen_settings=sharpen_settings,
+        ),
     )
+
+
+def degraded_lr(hr: np.ndarray, index: int, *, degradation, scale: int, seed: int) -> np.ndarray:
+    """The index-th validation image degraded as in training, by a key fixed for that image.
+
+    Plain HR is degraded (not its unsharp mask): the model should restore the real scene.
+    """
+    key = jax.random.fold_in(jax.random.key(seed), index)
+    lr = degradations.degrade(key, base.uint8_to_unit(jnp.asarray(hr)[None]), degradation, scale)
+    return np.asarray(jnp.round(lr[0] * 255.0), np.uint8)
+
+
+# Training pairs shown per grid.
+_EXAMPLES = 4
+
+
+def _train_examples(state, batch, rng, *, g, degradation, scale, sharpen_settings):
+    """LR (nearest-upscaled) | EMA model output | HR target panels of a training batch.
+
+    The LR is made as the train step makes it (degraded on the device with this step's key),
+    so the grid shows what the model is being trained on.
+    """
+    batch = jax.tree.map(lambda x: x[:_EXAMPLES], dict(batch))
+    lr = training_lr(
+        state, batch, rng, degradation=degradation, scale=scale, sharpen_settings=sharpen_settings
+    )
+    out = jnp.clip(sr.predict(state.ema_params, lr, model=g), 0.0, 1.0)
+    hr = base.uint8_to_unit(batch["hr"])
+    if sharpen_settings.pixel_target:
+        hr = _sharpened(hr, sharpen_settings)  # The target the pixel loss sees.
+    nearest = jnp.repeat(jnp.repeat(lr, scale, axis=1), scale, axis=2)
+    gap = jnp.ones((*hr.shape[:2], 2, hr.shape[3]), hr.dtype)
+    return {"train_pairs": jnp.concatenate([nearest, gap, out, gap, hr], axis=2)}

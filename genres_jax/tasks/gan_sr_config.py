@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genres_jax import optim, perceptual, precision
+from genres_jax import optim, perceptual, precision, sr_eval
 from genres_jax.models import sr_discriminators, vgg
 from genres_jax.ops import degradations
-from genres_jax.tasks import base, sr
+from genres_jax.tasks import base, pair_pool, sr
 
 # Discriminators by ``config.discriminator.name``.
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
@@ -43,6 +43,61 @@ ADVERSARIAL_LOSSES: dict[str, str] = {
 # bicubic, or a dataset's own LR); "realesrgan" makes them in the train step from the HR crops
 # with `genres_jax.ops.degradations.degrade`.
 DEGRADATIONS = ("bicubic", "realesrgan")
+
+# ``config.degradation.validation``: which LR images validation upscales. "bicubic" is the
+# pipeline's (MATLAB bicubic); "degraded" applies the training degradation to each validation
+# HR image with a key fixed by ``degradation.validation_seed`` and the image's index, so every
+# evaluation sees the same LR and the figures measure the blind task the model is trained for.
+VALIDATION_LR = ("bicubic", "degraded")
+
+# ``config.sharpen`` flags: the images that are unsharp-masked HR instead of HR.
+SHARPEN_FLAGS = ("degradation_input", "pixel_target", "perceptual_target", "adversarial_target")
+
+
+@dataclasses.dataclass(frozen=True)
+class SharpenSettings:
+    """Unsharp masking of HR (`genres_jax.ops.sharpen`) and where its output replaces HR.
+
+    Real-ESRGAN degrades the sharpened HR and uses it as the target of the pixel and
+    perceptual losses, the discriminator seeing plain HR.
+    """
+
+    weight: float = 0.5
+    radius: int = 50
+    threshold: float = 10.0
+    degradation_input: bool = False
+    pixel_target: bool = False
+    perceptual_target: bool = False
+    adversarial_target: bool = False
+
+    @property
+    def any_target(self) -> bool:
+        return self.pixel_target or self.perceptual_target or self.adversarial_target
+
+
+def sharpen_settings(config: ml_collections.ConfigDict) -> SharpenSettings:
+    """``config.sharpen`` checked; absent (older configs): nothing is sharpened."""
+    cfg = config.get("sharpen")
+    if cfg is None:
+        return SharpenSettings()
+    unknown = set(cfg.keys()) - {"weight", "radius", "threshold", *SHARPEN_FLAGS}
+    if unknown:
+        raise ValueError(f"unknown sharpen keys {sorted(unknown)}")
+    for flag in SHARPEN_FLAGS:
+        if not isinstance(cfg.get(flag, False), bool):
+            raise ValueError(f"sharpen.{flag} must be True or False, got {cfg[flag]!r}")
+    radius = cfg.get("radius", 50)
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
+        raise ValueError(f"sharpen.radius must be an integer >= 1, got {radius!r}")
+    weight, threshold = float(cfg.get("weight", 0.5)), float(cfg.get("threshold", 10.0))
+    if not weight >= 0 or not threshold >= 0:
+        raise ValueError("sharpen.weight and sharpen.threshold must be >= 0")
+    return SharpenSettings(
+        weight=weight,
+        radius=radius,
+        threshold=threshold,
+        **{flag: bool(cfg.get(flag, False)) for flag in SHARPEN_FLAGS},
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +206,28 @@ def degradation(config: ml_collections.ConfigDict) -> degradations.DegradationCo
     return degradations.DegradationConfig.from_dict(overrides)
 
 
+def pool_size(config: ml_collections.ConfigDict) -> int:
+    """Pairs in the training pool (`genres_jax.tasks.pair_pool`); 0 = no pool."""
+    size = config.degradation.get("pool_size", 0)
+    pair_pool.check_size(size, int(config.batch_size))
+    return size
+
+
+def validation_lr(config: ml_collections.ConfigDict) -> str:
+    """ "bicubic" or "degraded" (`VALIDATION_LR`); "degraded" needs an on-device degradation."""
+    mode = config.degradation.get("validation", "bicubic")
+    if mode not in VALIDATION_LR:
+        raise ValueError(
+            f"unknown degradation.validation {mode!r}; valid: {', '.join(VALIDATION_LR)}"
+        )
+    if mode == "degraded" and config.degradation.kind == "bicubic":
+        raise ValueError(
+            "degradation.validation='degraded' needs an on-device degradation "
+            "(degradation.kind='realesrgan')"
+        )
+    return mode
+
+
 @functools.lru_cache(maxsize=2)
 def _read_vgg(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     del mtime_ns, size  # Cache keys: a rewritten file is read again.
@@ -198,6 +275,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("ema_decay must be in [0, 1)")
     build_discriminator(config)
     degradation(config)
+    pool_size(config)
+    validation_lr(config)
+    sharpen_settings(config)
     perceptual_params(config)
+    sr_eval.validate_settings(config)
     optim.validate(config.g_optimizer, "g_optimizer")
     optim.validate(config.d_optimizer, "d_optimizer")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import ema, losses, optim, precision
+from genres_jax import ema, losses, optim, precision, sr_eval
 from genres_jax.models import sr_registry
 from genres_jax.tasks import base
 
@@ -48,6 +48,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= config.ema_decay < 1.0:
         raise ValueError("ema_decay must be in [0, 1)")
     optim.validate(config.optimizer)
+    sr_eval.validate_settings(config)
 
 
 def _init(rng, batch, *, model, tx) -> SrState:
