@@ -27,6 +27,7 @@ model and ``--method`` evaluated with the same seed sees the same LR images.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -241,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
     try:
-        result = evaluate(args)
+        # stdout carries the JSON only; libraries that print (TFDS preparing a dataset on
+        # first use) go to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = evaluate(args)
     except (
         UsageError,
         sample.UsageError,

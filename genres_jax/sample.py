@@ -16,6 +16,7 @@ PNG grid (``--out``) and, with ``--out-dir``, one PNG per image; prints JSON say
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     from genres_jax.data import sources
 
     try:
-        result = sample(args)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON only.
+            result = sample(args)
     except (UsageError, workdirs.WorkdirError, sources.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -246,3 +246,12 @@ def test_evaluate_image_too_small_for_ssim(tmp_path, capsys):
     rc = _run(evaluate.main, "--method", "bicubic", "--scale", 4, "--hr-dir", folder)
     assert rc == 2
     assert "tiny.png: 28x16 pixels leave less than 11x11 for SSIM" in capsys.readouterr().err
+
+
+def test_evaluate_stdout_is_json_even_when_the_dataset_is_prepared_first(tmp_path, capsys):
+    data_dir = tmp_path / "fresh_tfds"  # Not prepared yet: TFDS prints while it builds it.
+    rc = _run(evaluate.main, "--method", "bicubic", "--scale", 4, "--data-dir", data_dir)
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["num_images"] >= 1
+    assert "sr_photos_local" in captured.err
