@@ -50,24 +50,4 @@ from genres_jax import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = defaults.gan_sr_config("rrdbnet", "unet", scale=4)
-    config.batch_size = 48
-    config.total_steps = 400_000
-    config.log_every = 1_000
-    config.eval_every = 10_000
-    config.checkpoint_every = 10_000
-    config.dataset.lr_patch_size = 64
-    config.degradation.kind = "realesrgan"
-    config.degradation.pool_size = 720
-    config.degradation.validation = "degraded"
-    config.sharpen.degradation_input = True
-    config.sharpen.pixel_target = True
-    config.sharpen.perceptual_target = True
-    config.loss.pixel_weight = 1.0
-    config.loss.perceptual_weight = 1.0
-    config.loss.perceptual_layers = ml_collections.ConfigDict(
-        {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
-    )
-    config.loss.adversarial = "vanilla"
-    config.loss.adversarial_weight = 0.1
-    return config
+    return defaults.realesrgan_config(scale=4)

@@ -206,3 +206,33 @@ def gan_sr_config(generator: str, discriminator: str, scale: int) -> ml_collecti
     config.sr_eval = sr_eval()
     config.init_from = ""  # A workdir (e.g. a PSNR-trained run) whose best weights start G.
     return config
+
+
+def realesrgan_config(scale: int = 4) -> ml_collections.ConfigDict:
+    """Real-ESRGAN's published recipe (`configs/realesrgan_x4.py` documents it) at ``scale``.
+
+    RRDBNet + U-Net discriminator, batch 48 of 256x256 HR crops, on-device second-order
+    degradations with a 720-pair pool, sharpened degradation input and pixel/perceptual
+    targets, L1 + VGG19 perceptual + 0.1 vanilla GAN, validation on degraded LR.
+    """
+    config = gan_sr_config("rrdbnet", "unet", scale=scale)
+    config.batch_size = 48
+    config.total_steps = 400_000
+    config.log_every = 1_000
+    config.eval_every = 10_000
+    config.checkpoint_every = 10_000
+    config.dataset.lr_patch_size = 256 // scale
+    config.degradation.kind = "realesrgan"
+    config.degradation.pool_size = 720
+    config.degradation.validation = "degraded"
+    config.sharpen.degradation_input = True
+    config.sharpen.pixel_target = True
+    config.sharpen.perceptual_target = True
+    config.loss.pixel_weight = 1.0
+    config.loss.perceptual_weight = 1.0
+    config.loss.perceptual_layers = ml_collections.ConfigDict(
+        {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    )
+    config.loss.adversarial = "vanilla"
+    config.loss.adversarial_weight = 0.1
+    return config

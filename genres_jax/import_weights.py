@@ -302,31 +302,9 @@ def workdir_config(overrides: Mapping[str, int], scale: int) -> ml_collections.C
     discriminator, vanilla GAN x 0.1), except ``loss.perceptual_weight=0``, so that loading or
     validating this config needs no VGG19 file.
     """
-    config = defaults.gan_sr_config("rrdbnet", "unet", scale)
+    config = defaults.realesrgan_config(scale)
     config.model.overrides = dict(overrides)
-    config.batch_size = 48
-    config.total_steps = 400_000
-    config.log_every = 1_000
-    config.eval_every = 10_000
-    config.checkpoint_every = 10_000
-    config.dataset.lr_patch_size = 256 // scale  # 256x256 HR crops at every scale.
-    config.degradation.kind = "realesrgan"
-    config.degradation.pool_size = 720
-    config.degradation.validation = "degraded"
-    config.sharpen.degradation_input = True
-    config.sharpen.pixel_target = True
-    config.sharpen.perceptual_target = True
-    config.loss.pixel_weight = 1.0
     config.loss.perceptual_weight = 0.0
-    config.loss.perceptual_layers = {
-        "conv1_2": 0.1,
-        "conv2_2": 0.1,
-        "conv3_4": 1.0,
-        "conv4_4": 1.0,
-        "conv5_4": 1.0,
-    }
-    config.loss.adversarial = "vanilla"
-    config.loss.adversarial_weight = 0.1
     return config
 
 
