@@ -255,3 +255,31 @@ def test_evaluate_stdout_is_json_even_when_the_dataset_is_prepared_first(tmp_pat
     captured = capsys.readouterr()
     assert json.loads(captured.out)["num_images"] >= 1
     assert "sr_photos_local" in captured.err
+
+
+def test_upscale_outscale_resizes_the_model_output(tmp_path, capsys):
+    from genres_jax import sr_eval
+    from genres_jax.ops import imresize
+
+    image = _rgb(20, 30, seed=5)
+    src = tmp_path / "in.png"
+    Image.fromarray(image).save(src)
+    for outscale, shape in [(1.5, (30, 45, 3)), (3.3, (66, 99, 3)), (2.0, (40, 60, 3))]:
+        out = tmp_path / f"out_{outscale}.png"
+        rc = _run(upscale.main, src, out, "--workdir", SHIPPED_X2, "--outscale", outscale)
+        assert rc == 0
+        got = np.asarray(Image.open(out)).astype(np.float64)
+        assert got.shape == shape
+        predict, *_ = sr_eval.workdir_predictor(SHIPPED_X2)
+        sr = np.asarray(predict(image[None].astype(np.float32) / 255.0))[0].astype(np.float64)
+        if shape[:2] != sr.shape[:2]:
+            sr = imresize.imresize_numpy(sr, output_shape=shape[:2], method="bicubic")
+        want = np.round(np.clip(sr, 0.0, 1.0) * 255.0)
+        assert np.max(np.abs(got - want)) <= 1.0
+    rc = _run(upscale.main, src, tmp_path / "m.png", "--method", "bicubic", "--scale", 2)
+    assert rc == 0
+    rc = _run(
+        upscale.main, src, tmp_path / "x.png", "--method", "bicubic", "--scale", 2, "--outscale", 3
+    )
+    assert rc == 2 and "--outscale needs --workdir" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
