@@ -16,6 +16,7 @@ from genres_jax import evaluate, image_io, upscale
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED_X2 = os.path.join(REPO, "weights", "edsr_x2")
+SHIPPED_X4 = os.path.join(REPO, "weights", "edsr_x4")
 
 
 def _rgb(h, w, seed=0):
@@ -56,26 +57,25 @@ def test_upscale_keeps_16_bit_depth(tmp_path):
     np.testing.assert_array_equal(back, data.repeat(2, 0).repeat(2, 1))  # Exact at 16 bits.
 
 
-def test_upscale_with_shipped_weights_beats_bicubic(tmp_path):
+@pytest.mark.parametrize(("workdir", "scale"), [(SHIPPED_X2, 2), (SHIPPED_X4, 4)])
+def test_upscale_with_shipped_weights_beats_bicubic(tmp_path, workdir, scale):
     from genres_jax.data import sr_pairs, sr_photos
     from genres_jax.metrics import psnr
 
     # A crop of a photo the model never saw (scikit-learn's china.jpg).
     china = sr_photos.read_rgb(sr_photos.unseen_photo_paths()[1])
     hr = china[200:296, 300:396]
-    lr = sr_pairs.bicubic_lr(hr, 2)
+    lr = sr_pairs.bicubic_lr(hr, scale)
     Image.fromarray(lr).save(tmp_path / "lr.png")
-    for name, how in (("edsr", ["--workdir", SHIPPED_X2]), ("bicubic", ["--method", "bicubic"])):
-        assert (
-            _run(upscale.main, tmp_path / "lr.png", tmp_path / f"{name}.png", "--scale", 2, *how)
-            == 0
-        )
+    for name, how in (("edsr", ["--workdir", workdir]), ("bicubic", ["--method", "bicubic"])):
+        out = tmp_path / f"{name}.png"
+        assert _run(upscale.main, tmp_path / "lr.png", out, "--scale", scale, *how) == 0
     scores = {
         name: float(
             psnr(
                 np.asarray(Image.open(tmp_path / f"{name}.png"), np.float32) / 255,
                 hr.astype(np.float32) / 255,
-                crop_border=2,
+                crop_border=scale,
                 y_only=True,
             )
         )
@@ -229,14 +229,16 @@ def test_evaluate_bicubic_on_a_folder(tmp_path, capsys):
     assert rc == 2 and "exists" in capsys.readouterr().err
 
 
-def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys):
-    rc = _run(evaluate.main, "--workdir", SHIPPED_X2, "--data-dir", sr_data_dir)
+@pytest.mark.parametrize(("workdir", "scale", "gain"), [(SHIPPED_X2, 2, 2.0), (SHIPPED_X4, 4, 1.0)])
+def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys, workdir, scale, gain):
+    rc = _run(evaluate.main, "--workdir", workdir, "--data-dir", sr_data_dir)
     assert rc == 0
     model = json.loads(capsys.readouterr().out)
-    rc = _run(evaluate.main, "--method", "bicubic", "--scale", 2, "--data-dir", sr_data_dir)
+    rc = _run(evaluate.main, "--method", "bicubic", "--scale", scale, "--data-dir", sr_data_dir)
     bicubic = json.loads(capsys.readouterr().out)
     assert model["data"] == bicubic["data"] == "sr_photos_local:validation"
-    assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + 2.0
+    assert model["scale"] == scale
+    assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + gain
 
 
 def test_evaluate_image_too_small_for_ssim(tmp_path, capsys):
