@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import load_config, tiny
 from PIL import Image
 from test_gan_sr_task import _tiny_gan
 
@@ -102,32 +103,23 @@ def test_sharpened_hr_feeds_the_degradation_and_the_pixel_target(sr_data_dir):
     state = jax.jit(task.init)(jax.random.key(0), batch)
     _, metrics = jax.jit(task.train_step)(state, batch, key)
 
+    cfg = gan_sr_config.degradation(config)
     hr = batch["hr"].astype(jnp.float32) / 255.0
     sharp = sharpen.unsharp_mask(hr, weight=0.5, radius=50, threshold=10.0)
-    lr = degradations.degrade(jax.random.fold_in(key, 0), sharp, gan_sr_config.degradation(config))
+    lr = degradations.degrade(jax.random.fold_in(key, 0), sharp, cfg)
     g = gan_sr_config.build_generator(config)
     sr = np.asarray(g.apply({"params": state.g_params}, lr), np.float64)
     want = np.mean(np.abs(sr - np.asarray(sharp, np.float64)))
     np.testing.assert_allclose(float(metrics["pixel_loss"]), want, rtol=1e-5)
     plain = np.mean(np.abs(sr - np.asarray(hr, np.float64)))
     assert abs(plain - want) > 50 * 1e-5 * want  # Plain HR as target is told apart.
-    unsharpened = degradations.degrade(
-        jax.random.fold_in(key, 0), hr, gan_sr_config.degradation(config)
+    # The step's LR is the sharpened HR degraded, not the plain HR.
+    step_lr = gan_sr.training_lr(
+        state, batch, key, degradation=cfg, scale=4, sharpen_settings=settings
     )
+    np.testing.assert_array_equal(np.asarray(step_lr), np.asarray(lr))
+    unsharpened = degradations.degrade(jax.random.fold_in(key, 0), hr, cfg)
     assert not np.array_equal(np.asarray(unsharpened), np.asarray(lr))
-    np.testing.assert_array_equal(
-        np.asarray(
-            gan_sr.training_lr(
-                state,
-                batch,
-                key,
-                degradation=gan_sr_config.degradation(config),
-                scale=4,
-                sharpen_settings=settings,
-            )
-        ),
-        np.asarray(lr),
-    )
 
 
 def _manager_keeps(tmp_path, metric, higher, history):
@@ -170,11 +162,7 @@ def test_best_weights_follow_the_metric_and_its_direction(tmp_path):
     ],
 )
 def test_auto_best_metric_by_kind_of_training(name, overrides, expected, sr_data_dir):
-    config = _tiny_gan(name, sr_data_dir, **overrides) if name != "edsr_x2" else None
-    if config is None:
-        from conftest import load_config
-
-        config = load_config(name)
+    config = tiny(load_config(name), sr_data_dir, **overrides)
     assert sr_eval.best_metric(config) == expected
 
 
