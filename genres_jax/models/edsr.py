@@ -21,7 +21,7 @@ from genres_jax.models.layers import (
     check_scale,
     lr_receptive_radius,
     mean_shift,
-    torch_default_kernel_init,
+    same_conv,
     upsampler_reaches,
 )
 
@@ -38,15 +38,7 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            self.features,
-            (3, 3),
-            padding="SAME",
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv = same_conv(self.dtype, self.param_dtype, features=self.features, kernel_size=(3, 3))
         h = conv(name="conv_0")(x)
         h = conv(name="conv_1")(nn.relu(h))
         # Down-weighting the branch (0.1 in EDSR-L) is what keeps training of the wide model stable.
@@ -90,14 +82,7 @@ class EDSR(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            kernel_size=(3, 3),
-            padding="SAME",
-            dtype=self.compute_dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv = same_conv(self.compute_dtype, self.param_dtype, kernel_size=(3, 3))
         x = x.astype(jnp.float32)
         if self.rgb_mean is not None:
             x = mean_shift(x, self.rgb_mean, -1)

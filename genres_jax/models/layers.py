@@ -6,6 +6,7 @@ so that convolution weights converted from PyTorch checkpoints line up channel f
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -26,6 +27,19 @@ UPSAMPLER_SCALES: tuple[int, ...] = (2, 3, 4)
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the default initialisation of PyTorch convolutions, which
 # is what EDSR and RDN were trained with; it keeps the deep residual stacks tame at step 0.
 torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def same_conv(dtype: Dtype, param_dtype: Dtype, kernel_init=torch_default_kernel_init, **fixed):
+    """``nn.Conv`` with SAME padding, the model's dtypes and (by default) PyTorch's initialisation;
+    ``fixed`` pins other arguments (features, kernel_size) for every call."""
+    return functools.partial(
+        nn.Conv,
+        padding="SAME",
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=kernel_init,
+        **fixed,
+    )
 
 
 def pixel_shuffle(x: jax.Array, scale: int) -> jax.Array:

@@ -6,7 +6,6 @@ Shallow features (two 3x3 convs) -> D residual dense blocks -> global feature fu
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -18,7 +17,7 @@ from genres_jax.models.layers import (
     Upsampler,
     check_scale,
     lr_receptive_radius,
-    torch_default_kernel_init,
+    same_conv,
     upsampler_reaches,
 )
 
@@ -39,13 +38,7 @@ class ResidualDenseBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            padding="SAME",
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv = same_conv(self.dtype, self.param_dtype)
         features = [x]
         for c in range(self.num_layers):
             h = jnp.concatenate(features, axis=-1) if len(features) > 1 else x
@@ -84,13 +77,7 @@ class RDN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            padding="SAME",
-            dtype=self.compute_dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv = same_conv(self.compute_dtype, self.param_dtype)
         x = x.astype(self.compute_dtype)
         shallow = conv(self.features, (3, 3), name="shallow_0")(x)
         h = conv(self.features, (3, 3), name="shallow_1")(shallow)

@@ -15,7 +15,6 @@ equivariant to shifts by multiples of the unshuffle factor only.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -23,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genres_jax.models.layers import check_scale, torch_default_kernel_init
+from genres_jax.models.layers import check_scale, same_conv, torch_default_kernel_init
 
 Dtype = Any
 
@@ -75,14 +74,7 @@ class ResidualDenseBlock5C(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            kernel_size=(3, 3),
-            padding="SAME",
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=dense_block_kernel_init,
-        )
+        conv = same_conv(self.dtype, self.param_dtype, dense_block_kernel_init, kernel_size=(3, 3))
         features = [x]
         for k in range(4):
             h = conv(self.growth, name=f"conv_{k}")(jnp.concatenate(features, axis=-1))
@@ -151,14 +143,8 @@ class RRDBNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            self.features,
-            (3, 3),
-            padding="SAME",
-            dtype=self.compute_dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
+        conv = same_conv(
+            self.compute_dtype, self.param_dtype, features=self.features, kernel_size=(3, 3)
         )
         if x.shape[-1] != self.channels:
             raise ValueError(f"RRDBNet expects {self.channels} channels, got input {x.shape}")

@@ -24,7 +24,7 @@ from genres_jax.models.layers import (
     check_scale,
     lr_receptive_radius,
     pixel_shuffle,
-    torch_default_kernel_init,
+    same_conv,
     upsampler_reaches,
     upsampler_stages,
 )
@@ -65,15 +65,7 @@ class SRResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            self.features,
-            (3, 3),
-            padding="SAME",
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv = same_conv(self.dtype, self.param_dtype, features=self.features, kernel_size=(3, 3))
         norm = functools.partial(
             _Norm, self.batch_norm, dtype=self.dtype, param_dtype=self.param_dtype
         )
@@ -111,13 +103,7 @@ class SRResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = functools.partial(
-            nn.Conv,
-            padding="SAME",
-            dtype=self.compute_dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv = same_conv(self.compute_dtype, self.param_dtype)
         prelu = functools.partial(nn.PReLU, param_dtype=self.param_dtype, negative_slope_init=0.25)
         x = x.astype(self.compute_dtype)
         head = prelu(name="head_prelu")(conv(self.features, (9, 9), name="head")(x))
