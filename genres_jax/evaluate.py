@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-images", type=int, default=0, help="0 = all")
     p.add_argument("--lpips-weights", help="also report LPIPS with this weights file")
     p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the model over the 8 rotations and flips of each LR image (EDSR's '+')",
+    )
+    p.add_argument(
         "--degraded",
         action="store_true",
         help="LR by the Real-ESRGAN degradation (the workdir's own, or the published x4 "
@@ -181,20 +186,27 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.workdir:
         config = workdirs.load_config(args.workdir)
         if config.get("task") in sample.GENERATIVE_TASKS:
-            if args.lpips_weights or args.degraded:
-                raise UsageError("--lpips-weights and --degraded are for super-resolution")
+            if args.lpips_weights or args.degraded or args.self_ensemble:
+                raise UsageError(
+                    "--lpips-weights, --degraded and --self-ensemble are for super-resolution"
+                )
             return evaluate_generative(args, config)
         if args.upscaler or args.upscale_method or args.feature_extractor:
             raise UsageError(
                 "--upscaler, --upscale-method and --feature-extractor are for GAN/VAE workdirs"
             )
         predict, scale, radius, what = sr_eval.workdir_predictor(args.workdir, args.scale)
+        if args.self_ensemble:
+            predict = sr_eval.self_ensemble(predict)
+            what["self_ensemble"] = True
         upscale = sr_eval.model_upscaler(
             predict, scale=scale, tile=args.tile, overlap=radius, batch_size=1
         )
     else:
         if args.scale is None or args.scale < 1:
             raise UsageError("--scale (an integer >= 1) is required with --method")
+        if args.self_ensemble:
+            raise UsageError("--self-ensemble needs --workdir (a trained model)")
         scale = args.scale
         try:
             upscale = sr_eval.classical_upscaler(args.method, scale)

@@ -158,6 +158,31 @@ def workdir_predictor(workdir: str, scale: float | None = None):
     return (lambda x: apply(params, x)), int(config.scale), int(model.receptive_radius), info
 
 
+def _dihedral(x: jax.Array, k: int) -> jax.Array:
+    """The k-th (0..7) symmetry of (N, H, W, C) images: k % 4 quarter turns, then a flip if k >= 4
+    (the training augmentation, `data.sr_pairs.dihedral`)."""
+    x = jnp.rot90(x, k % 4, axes=(1, 2))
+    return x[:, :, ::-1] if k >= 4 else x
+
+
+def _undo_dihedral(x: jax.Array, k: int) -> jax.Array:
+    if k >= 4:
+        x = x[:, :, ::-1]
+    return jnp.rot90(x, -(k % 4), axes=(1, 2))
+
+
+def self_ensemble(predict: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """Geometric self-ensemble x8 (EDSR's "+" models): ``predict`` on the 8 rotations and flips of
+    its input, each output mapped back, averaged. Eight times the compute; the receptive radius is
+    unchanged, so tiling stays exact."""
+
+    def ensembled(x: jax.Array) -> jax.Array:
+        total = sum(_undo_dihedral(predict(_dihedral(x, k)), k) for k in range(8))
+        return total / 8.0
+
+    return ensembled
+
+
 def model_upscaler(
     predict: Callable[[jax.Array], jax.Array],
     *,
