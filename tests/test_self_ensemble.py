@@ -78,8 +78,13 @@ def test_model_ensemble_matches_reference_and_tiles_exactly(tiny_sr_workdir):
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
-def test_evaluate_self_ensemble_raises_psnr_of_shipped_weights(sr_data_dir, capsys):
-    common = ["--workdir", SHIPPED_X2, "--data-dir", sr_data_dir, "--max-images", "1"]
+def test_evaluate_self_ensemble_raises_psnr_of_shipped_weights(tmp_path, capsys):
+    from genres_jax.data import sr_photos
+
+    # A crop of a validation photo (scikit-image's astronaut), as a folder of HR images.
+    astronaut = sr_photos.read_rgb(os.path.join(sr_photos.skimage_data_dir(), "astronaut.png"))
+    Image.fromarray(astronaut[40:200, 160:320]).save(tmp_path / "crop.png")
+    common = ["--workdir", SHIPPED_X2, "--hr-dir", str(tmp_path)]
     assert evaluate.main(common) == 0
     plain = json.loads(capsys.readouterr().out)
     assert evaluate.main([*common, "--self-ensemble"]) == 0
