@@ -29,9 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
             "d_norm": "batch",  # DCGAN only.
         }
     )
-    config.gan = ml_collections.ConfigDict(
-        {"loss": "nonsaturating", "gp_weight": 0.0, "n_critic": 1, "ema_decay": 0.999}
-    )
+    config.gan = defaults.gan_settings()
     config.g_optimizer = defaults.adam(2e-4, b1=0.5)
     config.d_optimizer = defaults.adam(2e-4, b1=0.5)
     # FID, KID and precision/recall (shipped Fashion-MNIST classifier) at every evaluation.

@@ -73,8 +73,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("gan.n_critic must be >= 1")
     if not 0.0 <= config.gan.ema_decay < 1.0:
         raise ValueError("gan.ema_decay must be in [0, 1)")
+    if g_fakes(config) not in G_FAKES:
+        raise ValueError(
+            f"gan.g_fakes must be one of {', '.join(G_FAKES)}, got {g_fakes(config)!r}"
+        )
     optim.validate(config.g_optimizer, "g_optimizer")
     optim.validate(config.d_optimizer, "d_optimizer")
+
+
+# What the generator update trains on: "shared" = the fakes the discriminator just saw, one
+# generator forward per step (the PyTorch DCGAN example and the benchmark reference); "fresh" =
+# new latents and a second generator forward (what runs made before the setting existed used).
+G_FAKES = ("shared", "fresh")
+
+
+def g_fakes(config: ml_collections.ConfigDict) -> str:
+    return config.gan.get("g_fakes", "fresh")
 
 
 def _to_signed(image: jax.Array) -> jax.Array:
@@ -116,6 +130,7 @@ def _train_step(
     n_critic: int,
     ema_decay: float,
     latent_dim: int,
+    shared_fakes: bool,
 ) -> tuple[GanState, base.Metrics]:
     rng = jax.random.fold_in(rng, state.step)
     z_d_key, z_g_key, gp_key = jax.random.split(rng, 3)
@@ -123,10 +138,17 @@ def _train_step(
     n = real.shape[0]
 
     # Discriminator update; the generator's BatchNorm statistics move with its forward pass,
-    # as in the usual PyTorch loop.
-    fake, g_stats = base.apply_model(
-        g, state.g_params, state.g_stats, _latents(z_d_key, n, latent_dim), train=True
-    )
+    # as in the usual PyTorch loop. With shared fakes the forward is kept differentiable (its
+    # VJP) for the generator update below.
+    def g_forward(g_params):
+        return base.apply_model(
+            g, g_params, state.g_stats, _latents(z_d_key, n, latent_dim), train=True
+        )
+
+    if shared_fakes:
+        fake, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+    else:
+        fake, g_stats = g_forward(state.g_params)
     fake = jax.lax.stop_gradient(fake)
 
     def d_loss_fn(d_params):
@@ -148,12 +170,15 @@ def _train_step(
 
     # Generator update against the freshly updated discriminator. The discriminator's own
     # BatchNorm statistics are not changed by this pass.
+    def g_loss_of_fakes(fakes):
+        fake_logits, _ = base.apply_model(d, d_params, d_stats, fakes, train=True)
+        return losses.generator_loss(loss, fake_logits)
+
     def g_loss_fn(g_params):
-        fake, stats = base.apply_model(
+        fakes, stats = base.apply_model(
             g, g_params, g_stats, _latents(z_g_key, n, latent_dim), train=True
         )
-        fake_logits, _ = base.apply_model(d, d_params, d_stats, fake, train=True)
-        return losses.generator_loss(loss, fake_logits), stats
+        return g_loss_of_fakes(fakes), stats
 
     # The EMA's decay ramps up over the first steps (as TensorFlow's moving average with
     # num_updates) so short runs are not dominated by the random initial weights.
@@ -161,7 +186,11 @@ def _train_step(
     decay = jnp.minimum(ema_decay, (1.0 + step_f) / (10.0 + step_f))
 
     def g_update(_):
-        (g_loss, stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+        if shared_fakes:
+            g_loss, fake_grads = jax.value_and_grad(g_loss_of_fakes)(fake)
+            (g_grads,), stats = g_vjp(fake_grads), g_stats
+        else:
+            (g_loss, stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
         updates, opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
         params = optax.apply_updates(state.g_params, updates)
         return params, stats, opt_state, ema.ema_update(state.ema_params, params, decay), g_loss
@@ -245,6 +274,7 @@ def make(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -
             n_critic=int(config.gan.n_critic),
             ema_decay=float(config.gan.ema_decay),
             latent_dim=latent_dim,
+            shared_fakes=g_fakes(config) == "shared",
         ),
         eval_step=functools.partial(_eval_step, g=g, d=d, latent_dim=latent_dim),
         sample_images=functools.partial(
