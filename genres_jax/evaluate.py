@@ -9,9 +9,9 @@
 GAN and VAE workdirs get the generative metrics of `genres_jax.generative_eval`: FID, KID
 (with its standard error) and precision/recall of generated images against the real data,
 every key naming the feature extractor (``fid/classifier_fashion_mnist``), and for VAEs the
-importance-weighted bound and ELBO on the test split. ``--upscaler`` / ``--upscale-method``
-evaluate the cascade: samples upscaled by an SR workdir or a classical method, compared with
-real images at the upscaled size.
+importance-weighted bound and ELBO on the test split (`genres_jax.vae_eval`). ``--upscaler`` /
+``--upscale-method`` evaluate the cascade: samples upscaled by an SR workdir or a classical
+method, compared with real images at the upscaled size.
 
 Super-resolution: HR images are cropped to a multiple of the scale, LR images made by
 MATLAB-style bicubic downscaling (rounded to uint8), the result compared with HR by PSNR and
@@ -37,7 +37,16 @@ import jax
 import numpy as np
 from absl import logging
 
-from genres_jax import defaults, features, generative_eval, sample, sharding, sr_eval, workdirs
+from genres_jax import (
+    defaults,
+    features,
+    generative_eval,
+    sample,
+    sharding,
+    sr_eval,
+    vae_eval,
+    workdirs,
+)
 from genres_jax.data import sources, sr_pairs, sr_photos
 from genres_jax.ops import imresize
 
@@ -150,7 +159,7 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
     )
     if config.task == "vae" and scale == 1:
         metrics.update(
-            generative_eval.vae_likelihood(
+            vae_eval.vae_likelihood(
                 generator.config,
                 generator.state.params,
                 generator.image_shape,

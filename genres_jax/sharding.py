@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -90,6 +91,11 @@ def host_batch_to_global(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
     )
+
+
+def gather_to_host(x: jax.Array) -> np.ndarray:
+    """A batch-sharded array, whole, as numpy on every process."""
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def constrain_batch(x: jax.Array) -> jax.Array:

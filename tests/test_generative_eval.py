@@ -12,7 +12,7 @@ import pytest
 import scipy.linalg
 from conftest import load_config, tiny
 
-from genres_jax import evaluate, features, generative_eval, sharding, trainer
+from genres_jax import evaluate, features, generative_eval, sharding, trainer, vae_eval
 from genres_jax.data import fashion_mnist, sources
 from genres_jax.models.vae import MLPVAE
 
@@ -120,14 +120,14 @@ def test_iw_bound_approaches_log_px_and_equals_the_elbo_for_one_sample(likelihoo
     log_px = _reference_log_px(model, params, x, likelihood, log_scale)
     common = {"model": model, "likelihood": likelihood, "log_scale": log_scale}
     many = jnp.repeat(x, 4000, axis=0)
-    iw1, elbo = generative_eval._vae_bounds(
+    iw1, elbo = vae_eval._vae_bounds(
         params, many, jax.random.key(2), iw_samples=1, chunk=1, **common
     )
     # K = 1: log p(x|z) + log p(z) - log q(z|x) for one z, whose mean is the ELBO.
     se = np.std(iw1) / math.sqrt(len(iw1))
     assert abs(float(np.mean(iw1)) - float(np.mean(elbo))) < 4 * se
     assert float(np.mean(elbo)) < log_px
-    iw, _ = generative_eval._vae_bounds(
+    iw, _ = vae_eval._vae_bounds(
         params, jnp.repeat(x, 8, axis=0), jax.random.key(3), iw_samples=2048, chunk=256, **common
     )
     assert float(np.mean(iw)) > float(np.mean(elbo))
