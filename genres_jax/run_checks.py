@@ -113,9 +113,17 @@ def _flatten(tree, prefix: str = "") -> dict:
     return {prefix[:-1]: tree}
 
 
+# Keys added after workdirs were first written, with what their absence has always meant: a
+# workdir recorded without one resumes under that value as no change (anything else is one).
+ADDED_KEYS = {"gan.g_fakes": "fresh"}
+
+
 def config_differences(recorded: dict, current: dict) -> list[str]:
     """Keys whose values differ between two configs (as JSON dicts), ignoring resumable ones."""
     old, new = _flatten(recorded), _flatten(current)
+    for key, meaning in ADDED_KEYS.items():
+        if key in new:
+            old.setdefault(key, meaning)
     changed = []
     for key in sorted(set(old) | set(new)):
         if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_CHANGES):

@@ -309,3 +309,14 @@ def test_image_smaller_than_the_patch_is_a_clear_error(tmp_path, sr_data_dir):
     config.progress_bar = False
     with pytest.raises(trainer.sources.DatasetError, match="smaller than the 400x400"):
         trainer.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_key_added_later_resumes_old_workdirs_under_its_old_meaning():
+    from genres_jax import run_checks
+
+    recorded = {"gan": {"loss": "nonsaturating", "n_critic": 1}}  # Written before gan.g_fakes.
+    same = {"gan": {"loss": "nonsaturating", "n_critic": 1, "g_fakes": "fresh"}}
+    other = {"gan": {"loss": "nonsaturating", "n_critic": 1, "g_fakes": "shared"}}
+    assert run_checks.config_differences(recorded, same) == []
+    assert run_checks.config_differences(recorded, other) == ["gan.g_fakes: 'fresh' -> 'shared'"]
+    assert run_checks.config_differences(other, same) == ["gan.g_fakes: 'shared' -> 'fresh'"]
