@@ -83,15 +83,15 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collect
 
 def gan_settings() -> ml_collections.ConfigDict:
     """The ``gan`` block: non-saturating loss, no gradient penalty, one critic step per generator
-    step, EMA of the generator, and the generator trained on the fakes the discriminator just saw
-    (``g_fakes``: "shared", or "fresh" for new latents and a second generator pass)."""
+    step, EMA of the generator; ``g_fakes`` (`tasks.gan.G_FAKES`) chooses the fakes the generator
+    update trains on."""
     return ml_collections.ConfigDict(
         {
             "loss": "nonsaturating",
             "gp_weight": 0.0,
             "n_critic": 1,
             "ema_decay": 0.999,
-            "g_fakes": "shared",
+            "g_fakes": "fresh",
         }
     )
 

@@ -43,7 +43,8 @@ _GAN_SGD = tuple(f"{o}_{s}" for o in ("g", "d") for s in _SGD)
     ("name", "overrides"),
     [
         # BatchNorm statistics over a batch split across devices must be the global ones.
-        ("dcgan_fashion_mnist", ("total_steps=4", "eval_every=4", *_GAN_SGD)),
+        # Shared fakes: the generator's backward pass reuses the discriminator pass's forward.
+        ("dcgan_fashion_mnist", ("total_steps=4", "eval_every=4", "gan.g_fakes=shared", *_GAN_SGD)),
         ("vae_conv_fashion_mnist", ("total_steps=4", "eval_every=4", *_SGD)),
     ],
 )
