@@ -69,14 +69,14 @@ def main(argv: list[str]) -> int:
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
-    from genres_jax import trainer
-    from genres_jax.data.sources import DatasetError
+    from genres_jax import UserError
+    from genres_jax.train import trainer
 
     try:
         trainer.train_and_evaluate(
             _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
         )
-    except (trainer.ConfigError, DatasetError) as e:
+    except UserError as e:
         _fail(str(e))
     return 0
 

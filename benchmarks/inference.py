@@ -23,9 +23,10 @@ import harness
 import jax
 import numpy as np
 
-from genres_jax import precision, sr_eval
+from genres_jax.inference import upscalers
 from genres_jax.ops import tiling
 from genres_jax.tasks import sr
+from genres_jax.train import precision
 
 DEFAULT_CONFIGS = ("configs/edsr_x2.py", "configs/edsr_x4.py")
 
@@ -65,7 +66,7 @@ def measure(
         "receptive_radius": radius,
     }
     for mode, size in modes.items():
-        upscale = sr_eval.model_upscaler(
+        upscale = upscalers.model_upscaler(
             lambda x: apply(params, x),
             scale=scale,
             tile=size,

@@ -22,8 +22,8 @@ import harness
 import jax
 import numpy as np
 
-from genres_jax import sharding
 from genres_jax.data import inputs, pipeline, sources
+from genres_jax.train import sharding
 
 DEFAULT_CONFIGS = ("configs/edsr_x2.py", "configs/dcgan_fashion_mnist.py")
 

@@ -27,7 +27,8 @@ import harness
 import jax
 import numpy as np
 
-from genres_jax import guards, precision, run_checks, sharding, tasks
+from genres_jax import tasks
+from genres_jax.train import config_checks, nonfinite, precision, sharding
 
 # (H, W, C) of the image datasets as stored; dataset.image_size replaces H and W when set.
 DATASET_IMAGE_SHAPES = {
@@ -109,7 +110,7 @@ def measure(
     # Nothing is evaluated here: keep an eval batch the device count divides from failing checks.
     n = jax.device_count()
     config.eval_batch_size = -(-config.eval_batch_size // n) * n
-    run_checks.validate_config(config)
+    config_checks.validate_config(config)
     shape = image_shape(config, shape_override)
     host_batch = synthetic_batch(config, shape, config.batch_size)
     task = tasks.make(config, shape)
@@ -126,12 +127,12 @@ def measure(
         if guarded:
             counters_sh = {"bad_run": repl, "bad_total": repl}
             jitted = jax.jit(
-                guards.guard_step(task.train_step),
+                nonfinite.guard_step(task.train_step),
                 in_shardings=(state_sh, counters_sh, batch_sh, repl),
                 out_shardings=(state_sh, counters_sh, repl),
                 donate_argnums=(0, 1),
             )
-            carry = [state, sharding.replicate(guards.new_counters(), mesh)]
+            carry = [state, sharding.replicate(nonfinite.new_counters(), mesh)]
         else:
             jitted = jax.jit(
                 task.train_step,

@@ -14,7 +14,7 @@ Test accuracy in metrics.jsonl (``kind: eval``, key ``accuracy``).
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

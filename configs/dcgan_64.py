@@ -13,7 +13,7 @@ Training needs CelebA prepared once by TFDS (internet on first use):
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

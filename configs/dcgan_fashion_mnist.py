@@ -11,7 +11,8 @@ Variants: ``--config.gan.loss=hinge``; WGAN-GP with
 
 import ml_collections
 
-from genres_jax import defaults, generative_eval
+from genres_jax.evaluation import sample_quality
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -38,5 +39,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.g_optimizer = defaults.adam(2e-4, b1=0.5)
     config.d_optimizer = defaults.adam(2e-4, b1=0.5)
     # FID, KID and precision/recall (shipped Fashion-MNIST classifier) at every evaluation.
-    config.generative_eval = generative_eval.config_block()
+    config.generative_eval = sample_quality.config_block()
     return config

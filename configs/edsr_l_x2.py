@@ -8,7 +8,7 @@ A GPU model (40.7M parameters), bfloat16 compute on GPU (``precision="auto"``);
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ full model trains too slowly to be useful; a smaller one:
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -15,7 +15,7 @@ the same overrides). SRGAN's pre-trained SRResNet: ``--config.model.name=srresne
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -29,7 +29,7 @@ the best Y-PSNR in <workdir>/best, which is what ``upscale`` loads.
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

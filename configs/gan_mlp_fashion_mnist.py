@@ -10,7 +10,8 @@ Writes sample grids to runs/gan_mlp_fashion_mnist/samples/ and metrics to metric
 
 import ml_collections
 
-from genres_jax import defaults, generative_eval
+from genres_jax.evaluation import sample_quality
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -33,5 +34,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.g_optimizer = defaults.adam(2e-4, b1=0.5)
     config.d_optimizer = defaults.adam(2e-4, b1=0.5)
     # FID, KID and precision/recall (shipped Fashion-MNIST classifier) at every evaluation.
-    config.generative_eval = generative_eval.config_block()
+    config.generative_eval = sample_quality.config_block()
     return config

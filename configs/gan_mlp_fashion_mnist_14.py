@@ -19,7 +19,8 @@ FID at 28x28 of the cascade, and of bicubic upscaling instead of the SR model:
 
 import ml_collections
 
-from genres_jax import defaults, generative_eval
+from genres_jax.evaluation import sample_quality
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -44,5 +45,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan = defaults.gan_settings()
     config.g_optimizer = defaults.adam(2e-4, b1=0.5)
     config.d_optimizer = defaults.adam(2e-4, b1=0.5)
-    config.generative_eval = generative_eval.config_block()
+    config.generative_eval = sample_quality.config_block()
     return config

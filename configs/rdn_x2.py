@@ -7,7 +7,7 @@ A GPU model (about 22M parameters); RDN trains on 32x32 LR patches.
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

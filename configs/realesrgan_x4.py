@@ -46,7 +46,7 @@ photos are small for 256x256 crops: real runs use DIV2K/Flickr2K
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -14,8 +14,8 @@ Then upscale a low-resolution generator's samples with it:
 
 import ml_collections
 
-from genres_jax import defaults
 from genres_jax.data.fashion_mnist import DEFAULT_SOURCE_DIR
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -7,7 +7,7 @@ Small enough for a CPU: the default 20k steps take about 20 minutes on 2 cores.
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

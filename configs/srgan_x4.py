@@ -21,7 +21,7 @@ with). ``--config.loss.perceptual_weight=0 --config.loss.pixel_weight=1`` trains
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

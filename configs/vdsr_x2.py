@@ -5,7 +5,7 @@ python train.py --config configs/vdsr_x2.py --workdir runs/vdsr_x2
 
 import ml_collections
 
-from genres_jax import defaults
+from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -37,22 +37,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from genres_jax import (
-    defaults,
-    features,
-    generative_eval,
-    sample,
-    sharding,
-    sr_eval,
-    vae_eval,
-    workdirs,
-)
+from genres_jax import UserError
 from genres_jax.data import sources, sr_pairs, sr_photos
+from genres_jax.evaluation import features, sample_quality, sr_protocol, vae_bounds
+from genres_jax.inference import generators, upscalers
 from genres_jax.ops import imresize
-
-
-class UsageError(ValueError):
-    pass
+from genres_jax.train import defaults, sharding, workdirs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,7 +93,7 @@ def folder_pairs(folder: str, scale: int) -> Iterator[dict]:
     for path in sr_photos.list_images(folder):
         hr = sr_pairs.modcrop(sr_photos.read_rgb(path), scale)
         if min(hr.shape[:2]) < scale:
-            raise UsageError(f"{path}: smaller than one LR pixel at x{scale}")
+            raise UserError(f"{path}: smaller than one LR pixel at x{scale}")
         yield {"name": os.path.basename(path), "hr": hr, "lr": sr_pairs.bicubic_lr(hr, scale)}
 
 
@@ -121,8 +111,8 @@ def dataset_pairs(name: str, split: str, data_dir: str, scale: int, config=None)
 def evaluate_generative(args: argparse.Namespace, config) -> dict:
     """Sample quality (and the VAE's likelihood bounds) of a GAN/VAE workdir, maybe upscaled."""
     if args.hr_dir or args.method:
-        raise UsageError("--hr-dir and --method are for super-resolution, not GAN/VAE workdirs")
-    cfg = generative_eval.settings_of(config)
+        raise UserError("--hr-dir and --method are for super-resolution, not GAN/VAE workdirs")
+    cfg = sample_quality.settings_of(config)
     for key, value in (
         ("num_samples", args.num_samples),
         ("iw_samples", args.iw_samples),
@@ -130,7 +120,7 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
     ):
         if value is not None:
             if value < (0 if key == "seed" else 1):
-                raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+                raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
             cfg[key] = value
     if args.feature_extractor:
         cfg.feature_extractor = args.feature_extractor
@@ -140,16 +130,16 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
         or jax.device_count()
     )
     mesh = sharding.make_mesh()
-    upscale, params, scale, up_info = sample.load_upscaler(
+    upscale, params, scale, up_info = generators.load_upscaler(
         args.upscaler, args.upscale_method, args.scale
     )
-    generator = sample.load_generator(
+    generator = generators.load_generator(
         args.workdir, batch_size=cfg.batch_size, data_dir=args.data_dir, mesh=mesh
     )
     extractor = features.resolve(cfg.feature_extractor, config.dataset.name)
     h, w, c = generator.image_shape
-    metrics, what = generative_eval.sample_quality(
-        sample.make_sampler(generator, upscale, params, mesh),
+    metrics, what = sample_quality.sample_quality(
+        generators.make_sampler(generator, upscale, params, mesh),
         (h * scale, w * scale, c),
         extractor,
         generator.config.dataset,
@@ -159,7 +149,7 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
     )
     if config.task == "vae" and scale == 1:
         metrics.update(
-            vae_eval.vae_likelihood(
+            vae_bounds.vae_likelihood(
                 generator.config,
                 generator.state.params,
                 generator.image_shape,
@@ -182,45 +172,45 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
 
 def evaluate(args: argparse.Namespace) -> dict:
     if args.output and os.path.exists(args.output) and not args.overwrite:
-        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+        raise UserError(f"{args.output} exists; pass --overwrite to replace it")
     if args.seed is not None and args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     lpips = None
     if args.lpips_weights:
         try:
-            lpips = sr_eval.lpips_scorer(args.lpips_weights)
+            lpips = sr_protocol.lpips_scorer(args.lpips_weights)
         except ValueError as e:
-            raise UsageError(str(e)) from None
+            raise UserError(str(e)) from None
     config = None
     if args.workdir:
         config = workdirs.load_config(args.workdir)
-        if config.get("task") in sample.GENERATIVE_TASKS:
+        if config.get("task") in generators.GENERATIVE_TASKS:
             if args.lpips_weights or args.degraded or args.self_ensemble:
-                raise UsageError(
+                raise UserError(
                     "--lpips-weights, --degraded and --self-ensemble are for super-resolution"
                 )
             return evaluate_generative(args, config)
         if args.upscaler or args.upscale_method or args.feature_extractor:
-            raise UsageError(
+            raise UserError(
                 "--upscaler, --upscale-method and --feature-extractor are for GAN/VAE workdirs"
             )
-        predict, scale, radius, what = sr_eval.workdir_predictor(args.workdir, args.scale)
+        predict, scale, radius, what = upscalers.workdir_predictor(args.workdir, args.scale)
         if args.self_ensemble:
-            predict = sr_eval.self_ensemble(predict)
+            predict = upscalers.self_ensemble(predict)
             what["self_ensemble"] = True
-        upscale = sr_eval.model_upscaler(
+        upscale = upscalers.model_upscaler(
             predict, scale=scale, tile=args.tile, overlap=radius, batch_size=1
         )
     else:
         if args.scale is None or args.scale < 1:
-            raise UsageError("--scale (an integer >= 1) is required with --method")
+            raise UserError("--scale (an integer >= 1) is required with --method")
         if args.self_ensemble:
-            raise UsageError("--self-ensemble needs --workdir (a trained model)")
+            raise UserError("--self-ensemble needs --workdir (a trained model)")
         scale = args.scale
         try:
-            upscale = sr_eval.classical_upscaler(args.method, scale)
+            upscale = upscalers.classical_upscaler(args.method, scale)
         except ValueError as e:
-            raise UsageError(str(e)) from None
+            raise UserError(str(e)) from None
         what = {"model": args.method}
     if args.hr_dir:
         pairs = folder_pairs(args.hr_dir, scale)
@@ -236,23 +226,23 @@ def evaluate(args: argparse.Namespace) -> dict:
         pairs = degraded_pairs(pairs, config, scale, args.seed or 0)
         what["lr"] = f"degraded (seed {args.seed or 0})"
     crop = args.crop_border if args.crop_border >= 0 else scale
-    result = sr_eval.evaluate_pairs(upscale, pairs, crop_border=crop, lpips=lpips)
+    result = sr_protocol.evaluate_pairs(upscale, pairs, crop_border=crop, lpips=lpips)
     return {**what, "scale": scale, "crop_border": crop, **result}
 
 
 def degraded_pairs(pairs, config, scale: int, seed: int) -> Iterator[dict]:
     """``pairs`` with LR made by the Real-ESRGAN degradation of their HR (module docstring)."""
     from genres_jax.ops import degradations
-    from genres_jax.tasks import gan_sr, gan_sr_config
+    from genres_jax.tasks import gan_sr, gan_sr_parts
 
     cfg = None
     if config is not None and config.get("degradation"):
-        cfg = gan_sr_config.degradation(config)
+        cfg = gan_sr_parts.degradation(config)
     cfg = cfg or degradations.DegradationConfig()
     for index, pair in enumerate(pairs):
         hr = pair["hr"]
         if min(hr.shape[:2]) < 4 * scale:
-            raise UsageError(
+            raise UserError(
                 f"{pair['name']}: smaller than {4 * scale} pixels, too small to degrade"
             )
         lr = gan_sr.degraded_lr(hr, index, degradation=cfg, scale=scale, seed=seed)
@@ -267,15 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         # first use) go to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             result = evaluate(args)
-    except (
-        UsageError,
-        sample.UsageError,
-        features.ExtractorError,
-        workdirs.WorkdirError,
-        sources.DatasetError,
-        sr_photos.ImageFileError,
-        sr_eval.EvaluationError,
-    ) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = json.dumps(result, indent=2, default=lambda x: float(np.asarray(x)))

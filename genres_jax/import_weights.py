@@ -58,8 +58,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genres_jax import checkpointing, defaults, run_checks
+from genres_jax import UserError
 from genres_jax.models import vgg
+from genres_jax.train import checkpointing, config_checks, defaults
 
 CONVERSION_COMMAND = (
     "python -c \"import sys, torch, numpy as np; s = torch.load(sys.argv[1], map_location='cpu'); "
@@ -104,7 +105,7 @@ SCALE_OF_INPUT_CHANNELS = {3: 4, 12: 2, 48: 1}
 IMPORTERS = ("rrdbnet",)
 
 
-class WeightImportError(ValueError):
+class WeightImportError(UserError):
     """A state file or destination that cannot be imported; the message names the problem."""
 
 
@@ -339,7 +340,7 @@ def write_workdir(
     except OSError as e:
         raise WeightImportError(f"cannot create {out}: {e}") from None
     try:
-        run_checks.write_config(workdir_config(overrides, scale), tmp)
+        config_checks.write_config(workdir_config(overrides, scale), tmp)
         manager = checkpointing.make_best_manager(os.path.join(tmp, "best"), "latest")
         checkpointing.save_params(manager, 0, params, {})
         manager.wait_until_finished()
@@ -383,7 +384,7 @@ def run(args: argparse.Namespace) -> str:
     check_destination(args.out_workdir, overwrite=args.overwrite)  # Fail before reading.
     try:
         imported = convert_rrdbnet(read_state_file(args.state_file), args.scale)
-    except WeightImportError as e:
+    except UserError as e:
         prefix = "" if str(e).startswith(args.state_file) else f"{args.state_file}: "
         raise WeightImportError(prefix + str(e)) from None
     write_workdir(
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.set_verbosity(logging.ERROR)  # Orbax reports every file it touches.
     try:
         print(run(args), file=sys.stderr)
-    except WeightImportError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -29,15 +29,12 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from genres_jax import image_io, sr_eval, workdirs
+from genres_jax import UserError
+from genres_jax.inference import image_files, upscalers
 from genres_jax.ops import imresize, tiling
 
 # LR pixels a classical kernel reaches when upscaling (Lanczos-3: 3), with a margin.
 CLASSICAL_OVERLAP = 4
-
-
-class UsageError(ValueError):
-    pass
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,9 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _classical_upscaler(method: str, scale: float | None):
     if method not in imresize.RESIZE_KERNELS:
         valid = ", ".join(sorted(imresize.RESIZE_KERNELS))
-        raise UsageError(f"unknown method {method!r}; valid: {valid}")
+        raise UserError(f"unknown method {method!r}; valid: {valid}")
     if scale is None or not scale > 0:
-        raise UsageError("--scale is required with --method and must be > 0")
+        raise UserError("--scale is required with --method and must be > 0")
     fn = jax.jit(lambda x: imresize.imresize(x, scale=scale, method=method))
     return fn, scale, CLASSICAL_OVERLAP
 
@@ -100,17 +97,17 @@ def _run(
 
 def upscale(args: argparse.Namespace) -> str:
     if args.tile < 0 or args.batch_size < 1 or args.tile_overlap < -1:
-        raise UsageError("--tile must be >= 0, --batch-size >= 1, --tile-overlap >= -1")
+        raise UserError("--tile must be >= 0, --batch-size >= 1, --tile-overlap >= -1")
     if args.outscale is not None and (not args.workdir or not args.outscale > 0):
-        raise UsageError("--outscale needs --workdir and a factor > 0 (with --method use --scale)")
+        raise UserError("--outscale needs --workdir and a factor > 0 (with --method use --scale)")
     if args.self_ensemble and not args.workdir:
-        raise UsageError("--self-ensemble needs --workdir (a trained model)")
-    image = image_io.read_image(args.input)
-    image_io.check_output_path(args.output, overwrite=args.overwrite, has_alpha=image.has_alpha)
+        raise UserError("--self-ensemble needs --workdir (a trained model)")
+    image = image_files.read_image(args.input)
+    image_files.check_output_path(args.output, overwrite=args.overwrite, has_alpha=image.has_alpha)
     if args.workdir:
-        fn, scale, radius, _ = sr_eval.workdir_predictor(args.workdir, args.scale)
+        fn, scale, radius, _ = upscalers.workdir_predictor(args.workdir, args.scale)
         if args.self_ensemble:
-            fn = sr_eval.self_ensemble(fn)
+            fn = upscalers.self_ensemble(fn)
     else:
         fn, scale, radius = _classical_upscaler(args.method, args.scale)
     overlap = radius if args.tile_overlap < 0 else args.tile_overlap
@@ -129,7 +126,7 @@ def upscale(args: argparse.Namespace) -> str:
     if alpha is not None:
         alpha_up = imresize.imresize(jnp.asarray(alpha), output_shape=out.shape[:2])
         out = np.concatenate([out, np.asarray(alpha_up)], axis=-1)
-    image_io.write_image(args.output, out, bit_depth=image.bit_depth)
+    image_files.write_image(args.output, out, bit_depth=image.bit_depth)
     return f"{args.input} ({pixels.shape[1]}x{pixels.shape[0]}) -> {args.output} " + (
         f"({out.shape[1]}x{out.shape[0]}, {image.bit_depth}-bit)"
     )
@@ -140,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
     try:
         print(upscale(args), file=sys.stderr)
-    except (UsageError, image_io.ImageError, workdirs.WorkdirError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -18,8 +18,8 @@ def fmnist_data_dir(tmp_path_factory) -> str:
     """A TFDS data folder holding ``fashion_mnist_local``, built from the Debian package."""
     import ml_collections
 
-    from genres_jax import defaults
     from genres_jax.data import sources
+    from genres_jax.train import defaults
 
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     cfg = defaults.fashion_mnist_dataset()
@@ -73,8 +73,8 @@ def tiny(config, data_dir: str, **overrides):
 @pytest.fixture(scope="session")
 def sr_data_dir(tmp_path_factory) -> str:
     """A TFDS data folder holding ``sr_photos_local`` (scikit-image photos + unseen test split)."""
-    from genres_jax import defaults
     from genres_jax.data import sources
+    from genres_jax.train import defaults
 
     data_dir = str(tmp_path_factory.mktemp("tfds_sr"))
     cfg = defaults.sr_photos_dataset()
@@ -86,7 +86,7 @@ def sr_data_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_sr_workdir(sr_data_dir, tmp_path_factory) -> str:
     """A real SR workdir (config, checkpoint, best weights) of a tiny EDSR after 2 steps."""
-    from genres_jax import trainer
+    from genres_jax.train import trainer
 
     config = load_config("edsr_x2")
     config.dataset.data_dir = sr_data_dir

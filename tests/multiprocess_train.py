@@ -18,8 +18,8 @@ import jax
 import numpy as np
 from conftest import load_config, tiny
 
-from genres_jax import trainer
 from genres_jax.data import pipeline
+from genres_jax.train import trainer
 
 
 class _ShardedAsOne:

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config, tiny
 
-from genres_jax import features, trainer
 from genres_jax.data import fashion_mnist
+from genres_jax.evaluation import features
 from genres_jax.models.classifier import ConvClassifier
 from genres_jax.tasks import classifier
+from genres_jax.train import trainer
 
 SHIPPED = os.path.join(REPO, "weights", "classifier_fashion_mnist")
 

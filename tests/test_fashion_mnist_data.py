@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from genres_jax import defaults
 from genres_jax.data import fashion_mnist, pipeline, sources
+from genres_jax.train import defaults
 
 
 def _write_idx(path, array: np.ndarray, magic: int) -> None:

@@ -20,8 +20,8 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO, load_config, tiny
 
-from genres_jax import summaries, trainer
 from genres_jax.data import inputs
+from genres_jax.train import summaries, trainer
 
 GAN = "gan_mlp_fashion_mnist"
 
@@ -312,11 +312,11 @@ def test_image_smaller_than_the_patch_is_a_clear_error(tmp_path, sr_data_dir):
 
 
 def test_a_key_added_later_resumes_old_workdirs_under_its_old_meaning():
-    from genres_jax import run_checks
+    from genres_jax.train import config_checks
 
     recorded = {"gan": {"loss": "nonsaturating", "n_critic": 1}}  # Written before gan.g_fakes.
     same = {"gan": {"loss": "nonsaturating", "n_critic": 1, "g_fakes": "fresh"}}
     other = {"gan": {"loss": "nonsaturating", "n_critic": 1, "g_fakes": "shared"}}
-    assert run_checks.config_differences(recorded, same) == []
-    assert run_checks.config_differences(recorded, other) == ["gan.g_fakes: 'fresh' -> 'shared'"]
-    assert run_checks.config_differences(other, same) == ["gan.g_fakes: 'shared' -> 'fresh'"]
+    assert config_checks.config_differences(recorded, same) == []
+    assert config_checks.config_differences(recorded, other) == ["gan.g_fakes: 'fresh' -> 'shared'"]
+    assert config_checks.config_differences(other, same) == ["gan.g_fakes: 'shared' -> 'fresh'"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genres_jax import features
+from genres_jax import features as features_cli
+from genres_jax.evaluation import features
 from genres_jax.models import inception
 from genres_jax.ops.imresize import imresize_numpy
 
@@ -142,7 +143,7 @@ def test_inception_file_round_trip_and_bad_files(tmp_path, capsys):
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 299, 299, 3)))
     torch_file, flax_file = tmp_path / "pt.npz", tmp_path / "fid_inception.npz"
     np.savez(torch_file, **_torch_names(variables))
-    assert features.main(["convert-inception", str(torch_file), str(flax_file)]) == 0
+    assert features_cli.main(["convert-inception", str(torch_file), str(flax_file)]) == 0
     extractor = features.resolve(str(flax_file), "cifar10")
     assert extractor.name == "inception_v3" and extractor.dim == 2048
     assert extractor.input_shape == (299, 299, 3) and extractor.resize_method == "bilinear"

@@ -17,7 +17,7 @@ import pytest
 from conftest import load_config, tiny
 from jax.sharding import PartitionSpec as P
 
-from genres_jax import run_checks, sharding
+from genres_jax.train import config_checks, sharding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 M = sharding.MODEL_AXIS
@@ -40,8 +40,8 @@ def test_bad_model_axis_sizes_are_config_errors(value):
     # This process has one CPU device: 3 does not divide it.
     config = load_config("edsr_x2")
     config.mesh.model = value
-    with pytest.raises(run_checks.ConfigError, match="mesh.model"):
-        run_checks.validate_config(config)
+    with pytest.raises(config_checks.ConfigError, match="mesh.model"):
+        config_checks.validate_config(config)
 
 
 def test_sharded_training_matches_data_parallel_and_its_checkpoint_restores(tmp_path, sr_data_dir):
@@ -75,7 +75,7 @@ def _relative_error(a, b) -> float:
 def _main(data_dir: str, root: str) -> None:
     import jax
 
-    from genres_jax import trainer
+    from genres_jax.train import trainer
 
     assert jax.device_count() == 8
 

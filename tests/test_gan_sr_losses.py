@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genres_jax import losses
+from genres_jax.losses import adversarial
 
 RNG = np.random.default_rng(0)
 REAL = RNG.normal(0.5, 2.0, size=(4,))
@@ -33,8 +33,8 @@ def np_relativistic(real, fake, real_label, fake_label):
 @pytest.mark.parametrize(("real", "fake"), [(REAL, FAKE), (REAL_MAP, FAKE_MAP)])
 def test_relativistic_losses_match_numpy(real, fake):
     r, f = jnp.asarray(real, jnp.float32), jnp.asarray(fake, jnp.float32)
-    d = losses.discriminator_loss("relativistic", r, f)
-    g = losses.generator_loss_with_real("relativistic", r, f)
+    d = adversarial.discriminator_loss("relativistic", r, f)
+    g = adversarial.generator_loss_with_real("relativistic", r, f)
     np.testing.assert_allclose(d, np_relativistic(real, fake, 1, 0), rtol=1e-6)
     np.testing.assert_allclose(g, np_relativistic(real, fake, 0, 1), rtol=1e-6)
 
@@ -42,24 +42,28 @@ def test_relativistic_losses_match_numpy(real, fake):
 def test_relativistic_losses_at_equal_logits_are_log2():
     # real - mean(fake) = fake - mean(real) = 0: every BCE term is log 2.
     x = jnp.full((3, 2, 2, 1), 0.7)
-    np.testing.assert_allclose(losses.discriminator_loss("relativistic", x, x), np.log(2), 1e-6)
     np.testing.assert_allclose(
-        losses.generator_loss_with_real("relativistic", x, x), np.log(2), rtol=1e-6
+        adversarial.discriminator_loss("relativistic", x, x), np.log(2), 1e-6
+    )
+    np.testing.assert_allclose(
+        adversarial.generator_loss_with_real("relativistic", x, x), np.log(2), rtol=1e-6
     )
 
 
 def test_relativistic_losses_are_stable_for_large_logits():
     real, fake = jnp.array([-300.0]), jnp.array([300.0])
     # Relative logits -600 (label 1) and 600 (label 0): BCE = 600 each, mean of the two = 600.
-    np.testing.assert_allclose(losses.discriminator_loss("relativistic", real, fake), 600.0)
-    np.testing.assert_allclose(losses.generator_loss_with_real("relativistic", -real, -fake), 600.0)
-    grads = jax.grad(lambda f: losses.generator_loss_with_real("relativistic", real, f))(fake)
+    np.testing.assert_allclose(adversarial.discriminator_loss("relativistic", real, fake), 600.0)
+    np.testing.assert_allclose(
+        adversarial.generator_loss_with_real("relativistic", -real, -fake), 600.0
+    )
+    grads = jax.grad(lambda f: adversarial.generator_loss_with_real("relativistic", real, f))(fake)
     assert bool(jnp.all(jnp.isfinite(grads)))
 
 
 def test_relativistic_generator_gradient_matches_finite_differences():
     real, fake = jnp.asarray(REAL), jnp.asarray(FAKE)
-    grad = jax.grad(lambda f: losses.generator_loss_with_real("relativistic", real, f))(fake)
+    grad = jax.grad(lambda f: adversarial.generator_loss_with_real("relativistic", real, f))(fake)
     eps = 1e-6
     for i in range(len(FAKE)):
         step = np.zeros_like(FAKE)
@@ -73,8 +77,8 @@ def test_relativistic_generator_gradient_matches_finite_differences():
 @pytest.mark.parametrize("kind", ["nonsaturating", "hinge", "wgan"])
 def test_generator_loss_with_real_equals_generator_loss_for_other_kinds(kind):
     f = jnp.asarray(FAKE_MAP, jnp.float32)
-    got = losses.generator_loss_with_real(kind, jnp.asarray(REAL_MAP, jnp.float32), f)
-    np.testing.assert_allclose(got, losses.generator_loss(kind, f), rtol=1e-7)
+    got = adversarial.generator_loss_with_real(kind, jnp.asarray(REAL_MAP, jnp.float32), f)
+    np.testing.assert_allclose(got, adversarial.generator_loss(kind, f), rtol=1e-7)
 
 
 def test_every_kind_reduces_logit_maps_over_all_elements():
@@ -87,21 +91,23 @@ def test_every_kind_reduces_logit_maps_over_all_elements():
         "wgan": -0.5 - 1.5,
         "relativistic": 0.5 * (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-2.0))),
     }
-    assert set(expected) == set(losses.GAN_LOSSES)
+    assert set(expected) == set(adversarial.GAN_LOSSES)
     for kind, value in expected.items():
-        np.testing.assert_allclose(losses.discriminator_loss(kind, real_map, fake_map), value, 1e-6)
         np.testing.assert_allclose(
-            losses.generator_loss_with_real(kind, real_map, fake_map),
-            losses.generator_loss_with_real(kind, real_vec, fake_vec),
+            adversarial.discriminator_loss(kind, real_map, fake_map), value, 1e-6
+        )
+        np.testing.assert_allclose(
+            adversarial.generator_loss_with_real(kind, real_map, fake_map),
+            adversarial.generator_loss_with_real(kind, real_vec, fake_vec),
             rtol=1e-6,
         )
 
 
 def test_generator_loss_without_real_logits_says_what_to_call():
     with pytest.raises(ValueError, match="generator_loss_with_real"):
-        losses.generator_loss("relativistic", jnp.zeros(3))
+        adversarial.generator_loss("relativistic", jnp.zeros(3))
 
 
 def test_unknown_kind_lists_relativistic():
     with pytest.raises(ValueError, match="relativistic"):
-        losses.generator_loss_with_real("lsgan", jnp.zeros(2), jnp.zeros(2))
+        adversarial.generator_loss_with_real("lsgan", jnp.zeros(2), jnp.zeros(2))

@@ -21,20 +21,14 @@ import pytest
 from conftest import REPO, load_config, tiny
 from PIL import Image
 
-from genres_jax import (
-    checkpointing,
-    perceptual,
-    sharding,
-    sr_eval,
-    tasks,
-    train_eval,
-    trainer,
-    workdirs,
-)
+from genres_jax import tasks
 from genres_jax import upscale as upscale_cli
+from genres_jax.inference import upscalers
+from genres_jax.losses import perceptual
 from genres_jax.models import vgg
 from genres_jax.ops import tiling
-from genres_jax.tasks import gan_sr, gan_sr_config
+from genres_jax.tasks import gan_sr, gan_sr_parts
+from genres_jax.train import checkpointing, periodic_eval, sharding, trainer, workdirs
 
 GENERATORS = {
     "rrdbnet": {"num_blocks": 1, "features": 8, "growth": 4},
@@ -142,7 +136,7 @@ def test_srgan_trains_without_perceptual_loss(sr_data_dir, tmp_path):
 
 def test_realesrgan_lr_comes_from_hr_and_the_step_key(sr_data_dir):
     config = _tiny_gan("realesrgan_x4", sr_data_dir)
-    cfg = gan_sr_config.degradation(config)
+    cfg = gan_sr_parts.degradation(config)
     rng = np.random.default_rng(2)
     hr = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     key = jax.random.key(5)
@@ -184,7 +178,7 @@ def test_one_step_matches_float64_formulas_and_init_from_is_exact(esrgan_runs):
     mesh = sharding.make_mesh()
     with jax.set_mesh(mesh):
         state_sh = jax.tree.map(lambda _: sharding.replicated(mesh), trained)
-        state = train_eval.init_from(task, trained, esrgan_runs["psnr"], state_sh, False)
+        state = periodic_eval.init_from(task, trained, esrgan_runs["psnr"], state_sh, False)
     pretrained, _ = checkpointing.load_params(os.path.join(esrgan_runs["psnr"], "best"))
     pairs = zip(jax.tree.leaves(trained.g_params), jax.tree.leaves(pretrained), strict=True)
     assert any(not np.array_equal(a, b) for a, b in pairs)  # Two GAN steps moved them.
@@ -195,8 +189,8 @@ def test_one_step_matches_float64_formulas_and_init_from_is_exact(esrgan_runs):
     s1, m1 = step(state, batch, jax.random.key(2))
     s2, _ = step(s1, batch, jax.random.key(2))
 
-    g = gan_sr_config.build_generator(config)
-    d = gan_sr_config.build_discriminator(config)
+    g = gan_sr_parts.build_generator(config)
+    d = gan_sr_parts.build_discriminator(config)
     lr, hr = (np.asarray(batch[k], np.float64) / 255.0 for k in ("lr", "hr"))
     hr32, lr32 = jnp.asarray(hr, jnp.float32), jnp.asarray(lr, jnp.float32)
     loss = config.loss
@@ -287,7 +281,7 @@ def test_one_step_matches_float64_formulas_and_init_from_is_exact(esrgan_runs):
 
 def test_upscale_uses_ema_weights_and_tiles_exactly(esrgan_runs, tmp_path):
     workdir, state = esrgan_runs["gan"], esrgan_runs["out"]["state"]
-    predict, scale, radius, info = sr_eval.workdir_predictor(workdir)
+    predict, scale, radius, info = upscalers.workdir_predictor(workdir)
     assert (scale, info["weights"]) == (4, "best")
     params, _, _ = workdirs.load_inference_params(workdir)
     jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(state.ema_params))

@@ -12,9 +12,11 @@ import pytest
 import scipy.linalg
 from conftest import load_config, tiny
 
-from genres_jax import evaluate, features, generative_eval, sharding, trainer, vae_eval
+from genres_jax import evaluate
 from genres_jax.data import fashion_mnist, sources
+from genres_jax.evaluation import features, sample_quality, vae_bounds
 from genres_jax.models.vae import MLPVAE
+from genres_jax.train import sharding, trainer
 
 EXTRACTOR = "classifier_fashion_mnist"
 
@@ -37,7 +39,7 @@ def test_kid_over_disjoint_blocks_matches_a_float64_reference():
     real = rng.normal(size=(310, 6)).astype(np.float32)
     fake = (rng.normal(size=(305, 6)) * 1.3 + 0.4).astype(np.float32)
     key = jax.random.key(5)
-    kid, se = generative_eval.kid_disjoint(real, fake, 100, key)
+    kid, se = sample_quality.kid_disjoint(real, fake, 100, key)
     # The blocks: one permutation of each set; 305 // 100 = 3 blocks of 305 // 3 = 101 samples.
     kr, kf = jax.random.split(key)
     ri = np.asarray(jax.random.permutation(kr, 310))[:303].reshape(3, 101)
@@ -54,7 +56,7 @@ def test_kid_is_unbiased_and_its_standard_error_is_calibrated():
     for i in range(60):
         real = rng.normal(size=(400, 4)).astype(np.float32)
         fake = rng.normal(size=(400, 4)).astype(np.float32)
-        kid, se = generative_eval.kid_disjoint(real, fake, 100, jax.random.key(i))
+        kid, se = sample_quality.kid_disjoint(real, fake, 100, jax.random.key(i))
         kids.append(kid)
         ses.append(se)
     kids = np.array(kids)
@@ -63,7 +65,7 @@ def test_kid_is_unbiased_and_its_standard_error_is_calibrated():
     assert abs(kids.mean()) < 3 * kids.std(ddof=1) / math.sqrt(len(kids))
     assert 0.6 < np.mean(ses) / kids.std(ddof=1) < 1.4
     shifted = rng.normal(size=(400, 4)).astype(np.float32) + 1.0
-    kid, se = generative_eval.kid_disjoint(real, shifted, 100, jax.random.key(99))
+    kid, se = sample_quality.kid_disjoint(real, shifted, 100, jax.random.key(99))
     assert kid > 5 * se
 
 
@@ -71,9 +73,9 @@ def test_compare_gives_the_frechet_distance_and_precision_recall_of_the_sets():
     rng = np.random.default_rng(2)
     real = rng.normal(size=(300, 5)).astype(np.float32)
     fake = (rng.normal(size=(200, 5)) @ np.diag([1, 2, 1, 1, 0.5]) + 0.3).astype(np.float32)
-    ref = generative_eval.Reference(real, real.mean(0), np.cov(real, rowvar=False), {})
+    ref = sample_quality.Reference(real, real.mean(0), np.cov(real, rowvar=False), {})
     fake_stats = {"mean": fake.mean(0), "cov": np.cov(fake, rowvar=False)}
-    out = generative_eval.compare(
+    out = sample_quality.compare(
         ref, fake, fake_stats, "net", kid_subset_size=50, pr_k=3, key=jax.random.key(0)
     )
     assert sorted(out) == ["fid/net", "kid/net", "kid_stderr/net", "precision/net", "recall/net"]
@@ -120,14 +122,14 @@ def test_iw_bound_approaches_log_px_and_equals_the_elbo_for_one_sample(likelihoo
     log_px = _reference_log_px(model, params, x, likelihood, log_scale)
     common = {"model": model, "likelihood": likelihood, "log_scale": log_scale}
     many = jnp.repeat(x, 4000, axis=0)
-    iw1, elbo = vae_eval._vae_bounds(
+    iw1, elbo = vae_bounds._vae_bounds(
         params, many, jax.random.key(2), iw_samples=1, chunk=1, **common
     )
     # K = 1: log p(x|z) + log p(z) - log q(z|x) for one z, whose mean is the ELBO.
     se = np.std(iw1) / math.sqrt(len(iw1))
     assert abs(float(np.mean(iw1)) - float(np.mean(elbo))) < 4 * se
     assert float(np.mean(elbo)) < log_px
-    iw, _ = vae_eval._vae_bounds(
+    iw, _ = vae_bounds._vae_bounds(
         params, jnp.repeat(x, 8, axis=0), jax.random.key(3), iw_samples=2048, chunk=256, **common
     )
     assert float(np.mean(iw)) > float(np.mean(elbo))
@@ -139,7 +141,7 @@ def test_iw_bound_approaches_log_px_and_equals_the_elbo_for_one_sample(likelihoo
 
 def _tiny_workdir(tmp_path_factory, data_dir, name, **overrides):
     config = tiny(load_config(name), data_dir, total_steps=2, eval_every=0, checkpoint_every=2)
-    config.generative_eval = generative_eval.config_block()
+    config.generative_eval = sample_quality.config_block()
     config.generative_eval.update(
         {"reference_max_records": 400, "batch_size": 100, "kid_subset_size": 100, **overrides}
     )
@@ -188,9 +190,9 @@ def test_real_images_against_themselves(gan_run):
     source = sources.load(config.dataset, "test")
     images = np.stack([source[i]["image"] for i in range(400)])
     batches = iter(np.split(images.astype(np.float32) / 255.0, 4))
-    cfg = generative_eval.settings_of(config)
+    cfg = sample_quality.settings_of(config)
     cfg.num_samples = 400
-    metrics, _ = generative_eval.sample_quality(
+    metrics, _ = sample_quality.sample_quality(
         lambda rng: jnp.asarray(next(batches)),
         (28, 28, 1),
         features.resolve("", "fashion_mnist_local"),
@@ -207,7 +209,7 @@ def test_training_evaluator_on_a_live_state(gan_run):
     workdir, config, state = gan_run
     mesh = sharding.make_mesh()
     with jax.set_mesh(mesh):
-        metrics = generative_eval.TrainingEvaluator(config, workdir, (28, 28, 1), mesh)(state)
+        metrics = sample_quality.TrainingEvaluator(config, workdir, (28, 28, 1), mesh)(state)
     assert metrics[f"fid/{EXTRACTOR}"] > 0 and 0 <= metrics[f"recall/{EXTRACTOR}"] <= 1
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from genres_jax import generative_metrics as gm
+from genres_jax.evaluation import generative_metrics as gm
 
 # ---------------------------------------------------------------------------------------------
 # Streaming feature statistics

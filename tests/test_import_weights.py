@@ -19,10 +19,12 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
-from genres_jax import checkpointing, evaluate, import_weights, sr_eval, upscale, workdirs
+from genres_jax import evaluate, import_weights, upscale
 from genres_jax.data import sr_pairs
+from genres_jax.inference import upscalers
 from genres_jax.models.rrdbnet import RRDBNet
-from genres_jax.tasks import base, gan_sr_config
+from genres_jax.tasks import base, gan_sr_parts
+from genres_jax.train import checkpointing, workdirs
 
 FEATURES, GROWTH = 8, 4
 
@@ -310,9 +312,9 @@ def test_cli_workdir_works_with_the_sr_tools(tmp_path, capsys, scale, fmt):
     assert config.task == "gan_sr" and config.scale == scale and config.model.name == "rrdbnet"
     assert dict(config.model.overrides) == {"features": 8, "growth": 4, "num_blocks": 1}
     assert config.loss.perceptual_weight == 0 and config.degradation.kind == "realesrgan"
-    gan_sr_config.validate(config)  # A complete gan_sr config that needs no VGG19 file.
+    gan_sr_parts.validate(config)  # A complete gan_sr config that needs no VGG19 file.
 
-    predict, got_scale, radius, info = sr_eval.workdir_predictor(str(out))
+    predict, got_scale, radius, info = upscalers.workdir_predictor(str(out))
     assert got_scale == scale and info["weights"] == "best"
     assert radius == RRDBNet(scale=scale, features=8, growth=4, num_blocks=1).receptive_radius
     lr = _lr(3)

@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from genres_jax.lpips import MIN_IMAGE_SIZE, load_lpips, lpips_distance, params_from_state_dict
+from genres_jax.evaluation.lpips import (
+    MIN_IMAGE_SIZE,
+    load_lpips,
+    lpips_distance,
+    params_from_state_dict,
+)
 
 SHIFT = np.array([-0.030, -0.088, -0.188])
 SCALE = np.array([0.458, 0.448, 0.450])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from genres_jax import perceptual
+from genres_jax.losses import perceptual
 from genres_jax.models.vgg import VGG19_CONVS, VGG19_LAYERS, VGG19Features, load_vgg19_params
 
 # torchvision's VGG19 ("E") layer list: numbers are 3x3 convs (each followed by a ReLU).

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genres_jax import precision, run_checks, tasks
+from genres_jax import tasks
+from genres_jax.train import config_checks, precision
 
 
 def _sr_config():
@@ -120,7 +121,7 @@ def test_configs_recorded_before_precision_use_their_compute_dtype():
 def test_invalid_precision_is_a_config_error_naming_the_choices(value):
     config = load_config("edsr_x2")
     config.precision = value
-    with pytest.raises(run_checks.ConfigError, match="auto, float32, bfloat16"):
-        run_checks.validate_config(config)
+    with pytest.raises(config_checks.ConfigError, match="auto, float32, bfloat16"):
+        config_checks.validate_config(config)
     with pytest.raises(ValueError, match="precision="):
         tasks.make(config, (8, 8, 3))

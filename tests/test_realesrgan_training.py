@@ -15,10 +15,12 @@ from conftest import load_config, tiny
 from PIL import Image
 from test_gan_sr_task import _tiny_gan
 
-from genres_jax import checkpointing, sr_eval, tasks, trainer
+from genres_jax import tasks
 from genres_jax.data import inputs, sr_pairs
+from genres_jax.evaluation import sr_protocol
 from genres_jax.ops import degradations, sharpen
-from genres_jax.tasks import gan_sr, gan_sr_config
+from genres_jax.tasks import gan_sr, gan_sr_parts
+from genres_jax.train import checkpointing, trainer
 
 POOL = {"degradation.pool_size": 4, "total_steps": 4, "loss.perceptual_weight": 0.0}
 
@@ -74,7 +76,7 @@ def test_grids_validation_and_best_weights_of_a_gan_run(realesrgan_run):
         evals = [r for r in map(json.loads, f) if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [2, 4]
     # GAN training without LPIPS weights keeps the newest validated weights, not the best PSNR.
-    assert sr_eval.best_metric(config) == "latest"
+    assert sr_protocol.best_metric(config) == "latest"
     assert os.listdir(os.path.join(workdir, "best")) == ["4"]
 
 
@@ -94,7 +96,7 @@ def test_validation_lr_is_degraded_with_a_fixed_key_per_image(sr_data_dir):
 def test_sharpened_hr_feeds_the_degradation_and_the_pixel_target(sr_data_dir):
     overrides = {"loss.perceptual_weight": 0.0, "loss.adversarial_weight": 0.0}
     config = _tiny_gan("realesrgan_x4", sr_data_dir, **overrides)
-    settings = gan_sr_config.sharpen_settings(config)
+    settings = gan_sr_parts.sharpen_settings(config)
     assert settings.degradation_input and settings.pixel_target and not settings.adversarial_target
     task = tasks.make(config, (8, 8, 3))
     rng = np.random.default_rng(2)
@@ -103,11 +105,11 @@ def test_sharpened_hr_feeds_the_degradation_and_the_pixel_target(sr_data_dir):
     state = jax.jit(task.init)(jax.random.key(0), batch)
     _, metrics = jax.jit(task.train_step)(state, batch, key)
 
-    cfg = gan_sr_config.degradation(config)
+    cfg = gan_sr_parts.degradation(config)
     hr = batch["hr"].astype(jnp.float32) / 255.0
     sharp = sharpen.unsharp_mask(hr, weight=0.5, radius=50, threshold=10.0)
     lr = degradations.degrade(jax.random.fold_in(key, 0), sharp, cfg)
-    g = gan_sr_config.build_generator(config)
+    g = gan_sr_parts.build_generator(config)
     sr = np.asarray(g.apply({"params": state.g_params}, lr), np.float64)
     want = np.mean(np.abs(sr - np.asarray(sharp, np.float64)))
     np.testing.assert_allclose(float(metrics["pixel_loss"]), want, rtol=1e-5)
@@ -158,12 +160,12 @@ def test_best_weights_follow_the_metric_and_its_direction(tmp_path):
             {"loss.perceptual_weight": 0.0, "loss.adversarial_weight": 0.0},
             "psnr_y",
         ),
-        ("esrgan_x4", {"sr_eval.best_metric": "ssim_y"}, "ssim_y"),
+        ("esrgan_x4", {"sr_protocol.best_metric": "ssim_y"}, "ssim_y"),
     ],
 )
 def test_auto_best_metric_by_kind_of_training(name, overrides, expected, sr_data_dir):
     config = tiny(load_config(name), sr_data_dir, **overrides)
-    assert sr_eval.best_metric(config) == expected
+    assert sr_protocol.best_metric(config) == expected
 
 
 @pytest.mark.parametrize(
@@ -174,8 +176,8 @@ def test_auto_best_metric_by_kind_of_training(name, overrides, expected, sr_data
         ("realesrgan_x4", {"degradation.validation": "jpeg"}, "valid: bicubic, degraded"),
         ("realesrgan_x4", {"sharpen.radius": 0}, "sharpen.radius must be an integer >= 1"),
         ("realesrgan_x4", {"sharpen.weight": -1.0}, "must be >= 0"),
-        ("realesrgan_x4", {"sr_eval.best_metric": "fid"}, "valid: auto, latest, psnr_y"),
-        ("esrgan_x4", {"sr_eval.best_metric": "lpips"}, "needs LPIPS weights"),
+        ("realesrgan_x4", {"sr_protocol.best_metric": "fid"}, "valid: auto, latest, psnr_y"),
+        ("esrgan_x4", {"sr_protocol.best_metric": "lpips"}, "needs LPIPS weights"),
         ("realesrgan_x4", {"sr_eval.lpips_weights": "/nonexistent/lpips.npz"}, "is not a file"),
     ],
 )

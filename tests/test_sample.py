@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from genres_jax import sample, trainer
+from genres_jax import sample
 from genres_jax.ops import imresize
+from genres_jax.train import trainer
 
 
 @pytest.fixture(scope="module")

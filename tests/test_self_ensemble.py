@@ -1,4 +1,4 @@
-"""Geometric self-ensemble x8 (``sr_eval.self_ensemble``, ``--self-ensemble`` of the CLIs)."""
+"""Geometric self-ensemble x8 (``upscalers.self_ensemble``, ``--self-ensemble`` of the CLIs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genres_jax import evaluate, sr_eval, upscale
+from genres_jax import evaluate, upscale
+from genres_jax.inference import upscalers
 from genres_jax.ops import imresize, tiling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def test_a_ramp_added_by_the_model_averages_to_its_mean(h, w):
         return up + c * ramp
 
     x = jax.random.uniform(jax.random.key(0), (2, h, w, 3))
-    got = np.asarray(sr_eval.self_ensemble(predict)(x))
+    got = np.asarray(upscalers.self_ensemble(predict)(x))
     want = np.asarray(_nearest(x, s)) + c / 2
     np.testing.assert_allclose(got, want, atol=1e-6)
 
@@ -47,7 +48,7 @@ def test_an_equivariant_upscaler_is_unchanged():
     def predict(batch):
         return imresize.imresize(batch[0], scale=3, method="bicubic")[None]
 
-    got = sr_eval.self_ensemble(predict)(x)
+    got = upscalers.self_ensemble(predict)(x)
     np.testing.assert_allclose(np.asarray(got), np.asarray(predict(x)), atol=1e-5)
 
 
@@ -65,8 +66,8 @@ def _numpy_ensemble(predict, x: np.ndarray) -> np.ndarray:
 
 
 def test_model_ensemble_matches_reference_and_tiles_exactly(tiny_sr_workdir):
-    predict, scale, radius, _ = sr_eval.workdir_predictor(tiny_sr_workdir)
-    ensemble = sr_eval.self_ensemble(predict)
+    predict, scale, radius, _ = upscalers.workdir_predictor(tiny_sr_workdir)
+    ensemble = upscalers.self_ensemble(predict)
     image = np.random.default_rng(2).random((21, 34, 3), dtype=np.float32)
     whole = np.asarray(ensemble(jnp.asarray(image[None])))[0]
     want = _numpy_ensemble(predict, image[None])[0]
@@ -99,7 +100,7 @@ def test_upscale_self_ensemble_writes_the_ensembled_image(tmp_path, tiny_sr_work
     out = tmp_path / "out.png"
     args = [tmp_path / "in.png", out, "--workdir", tiny_sr_workdir, "--self-ensemble"]
     assert upscale.main([str(a) for a in args]) == 0
-    predict, *_ = sr_eval.workdir_predictor(tiny_sr_workdir)
+    predict, *_ = upscalers.workdir_predictor(tiny_sr_workdir)
     sr = _numpy_ensemble(predict, image[None].astype(np.float32) / 255.0)[0]
     want = np.round(np.clip(sr, 0.0, 1.0) * 255.0)
     got = np.asarray(Image.open(out)).astype(np.float64)

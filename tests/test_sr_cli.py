@@ -12,7 +12,8 @@ import png
 import pytest
 from PIL import Image
 
-from genres_jax import evaluate, image_io, upscale
+from genres_jax import evaluate, upscale
+from genres_jax.inference import image_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED_X2 = os.path.join(REPO, "weights", "edsr_x2")
@@ -37,10 +38,10 @@ def test_upscale_bicubic_keeps_channels(tmp_path, mode, channels):
     result = Image.open(out)
     assert result.mode == mode and result.size == (51, 39)
     if channels == 4:  # Alpha is upscaled by bicubic too.
-        ref = image_io.read_image(str(src)).pixels[..., 3:]
+        ref = image_files.read_image(str(src)).pixels[..., 3:]
         from genres_jax.ops.imresize import imresize
 
-        want = image_io.quantize(np.asarray(imresize(ref, scale=3)), 8)[..., 0]
+        want = image_files.quantize(np.asarray(imresize(ref, scale=3)), 8)[..., 0]
         np.testing.assert_array_equal(np.asarray(result)[..., 3], want)
 
 
@@ -60,7 +61,7 @@ def test_upscale_keeps_16_bit_depth(tmp_path):
 @pytest.mark.parametrize(("workdir", "scale"), [(SHIPPED_X2, 2), (SHIPPED_X4, 4)])
 def test_upscale_with_shipped_weights_beats_bicubic(tmp_path, workdir, scale):
     from genres_jax.data import sr_pairs, sr_photos
-    from genres_jax.metrics import psnr
+    from genres_jax.evaluation.sr_metrics import psnr
 
     # A crop of a photo the model never saw (scikit-learn's china.jpg).
     china = sr_photos.read_rgb(sr_photos.unseen_photo_paths()[1])
@@ -260,7 +261,7 @@ def test_evaluate_stdout_is_json_even_when_the_dataset_is_prepared_first(tmp_pat
 
 
 def test_upscale_outscale_resizes_the_model_output(tmp_path, capsys):
-    from genres_jax import sr_eval
+    from genres_jax.inference import upscalers
     from genres_jax.ops import imresize
 
     image = _rgb(20, 30, seed=5)
@@ -272,7 +273,7 @@ def test_upscale_outscale_resizes_the_model_output(tmp_path, capsys):
         assert rc == 0
         got = np.asarray(Image.open(out)).astype(np.float64)
         assert got.shape == shape
-        predict, *_ = sr_eval.workdir_predictor(SHIPPED_X2)
+        predict, *_ = upscalers.workdir_predictor(SHIPPED_X2)
         sr = np.asarray(predict(image[None].astype(np.float32) / 255.0))[0].astype(np.float64)
         if shape[:2] != sr.shape[:2]:
             sr = imresize.imresize_numpy(sr, output_shape=shape[:2], method="bicubic")

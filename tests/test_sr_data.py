@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genres_jax import defaults
 from genres_jax.data import sources, sr_pairs, sr_photos
 from genres_jax.ops.imresize import imresize
+from genres_jax.train import defaults
 
 
 def test_modcrop_drops_partial_lr_pixels():

@@ -14,8 +14,9 @@ from conftest import REPO, load_config
 from PIL import Image
 from test_lpips import FULL_WIDTHS, make_state, reference_lpips
 
-from genres_jax import evaluate, trainer
+from genres_jax import evaluate
 from genres_jax.ops import imresize
+from genres_jax.train import trainer
 
 
 @pytest.fixture(scope="module")

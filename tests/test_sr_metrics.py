@@ -9,7 +9,7 @@ import pytest
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from genres_jax.metrics import psnr, quantize_to_255, ssim
+from genres_jax.evaluation.sr_metrics import psnr, quantize_to_255, ssim
 
 LUMA = np.array([65.481, 128.553, 24.966]) / 255
 

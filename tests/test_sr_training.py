@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from genres_jax import defaults, sr_eval, trainer, workdirs
 from genres_jax.data import sources, sr_pairs
+from genres_jax.evaluation import sr_protocol
+from genres_jax.inference import upscalers
+from genres_jax.train import defaults, trainer, workdirs
 
 
 def _small_sr(name: str, data_dir: str, **overrides):
@@ -32,8 +34,8 @@ def bicubic_validation(sr_data_dir) -> dict:
     cfg = defaults.sr_photos_dataset()
     cfg.data_dir = sr_data_dir
     pairs = sr_pairs.PairSource(sources.load(cfg, "validation"), 2)
-    return sr_eval.evaluate_pairs(
-        sr_eval.classical_upscaler("bicubic", 2),
+    return sr_protocol.evaluate_pairs(
+        upscalers.classical_upscaler("bicubic", 2),
         (pairs[i] for i in range(len(pairs))),
         crop_border=2,
     )["mean"]
@@ -58,13 +60,13 @@ def test_short_vdsr_run_beats_bicubic_on_validation(sr_data_dir, tmp_path, bicub
         bicubic_validation,
     )
     # The best EMA weights are what the tools load, and they reproduce the validation numbers.
-    predict, scale, radius, info = sr_eval.workdir_predictor(str(tmp_path))
+    predict, scale, radius, info = upscalers.workdir_predictor(str(tmp_path))
     assert (scale, info["weights"]) == (2, "best")
     cfg = defaults.sr_photos_dataset()
     cfg.data_dir = sr_data_dir
     pairs = sr_pairs.PairSource(sources.load(cfg, "validation"), 2)
-    again = sr_eval.evaluate_pairs(
-        sr_eval.model_upscaler(predict, scale=2, tile=0),
+    again = sr_protocol.evaluate_pairs(
+        upscalers.model_upscaler(predict, scale=2, tile=0),
         (pairs[i] for i in range(len(pairs))),
         crop_border=2,
     )["mean"]

@@ -12,7 +12,7 @@ import pytest
 from conftest import load_config, tiny
 from PIL import Image
 
-from genres_jax import trainer
+from genres_jax.train import trainer
 
 
 def _records(workdir: str, kind: str) -> list[dict]:

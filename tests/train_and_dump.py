@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from conftest import load_config, tiny
 
-from genres_jax import trainer
+from genres_jax.train import trainer
 
 
 def main(argv: list[str]) -> None:

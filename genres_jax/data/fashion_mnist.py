@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from genres_jax import UserError
+
 DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 
 CLASS_NAMES = (
@@ -42,7 +44,7 @@ _IMAGE_MAGIC = 2051
 _LABEL_MAGIC = 2049
 
 
-class DatasetSourceError(ValueError):
+class DatasetSourceError(UserError):
     """The raw files a local dataset is built from are missing or malformed."""
 
 

@@ -14,13 +14,14 @@ from collections.abc import Callable
 import ml_collections
 import tensorflow_datasets as tfds
 
+from genres_jax import UserError
 from genres_jax.data import fashion_mnist, fashion_mnist_sr, sr_photos
 
 # Preparing a small local dataset takes seconds; its progress bars would bury the training bar.
 tfds.display_progress_bar(False)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset cannot be found, prepared or read; the message says what to do."""
 
 

@@ -18,6 +18,8 @@ import skimage
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from genres_jax import UserError
+
 # The RGB photographs among scikit-image's data files (colour wheels, logos, chessboards and
 # grey-level images left out). The stereo pair motorcycle_left/right stays on one side of the
 # split so validation never sees a near-copy of a training photo.
@@ -56,7 +58,7 @@ def skimage_data_dir() -> str:
     return os.path.join(os.path.dirname(skimage.__file__), "data")
 
 
-class ImageFileError(ValueError):
+class ImageFileError(UserError):
     """An image file that cannot be used; the message names the file."""
 
 

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import optim, precision
 from genres_jax.models import classifier as classifier_models
 from genres_jax.tasks import base
+from genres_jax.train import optim, precision
 
 
 class ClassifierState(flax.struct.PyTreeNode):

@@ -17,10 +17,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import ema, losses, optim, precision
+from genres_jax.losses import adversarial
 from genres_jax.models import gan as gan_models
-from genres_jax.sharding import constrain_batch
 from genres_jax.tasks import base
+from genres_jax.train import ema, optim, precision
+from genres_jax.train.sharding import constrain_batch
 
 
 class GanState(flax.struct.PyTreeNode):
@@ -61,7 +62,7 @@ GAN_MODELS = {"mlp": _mlp_pair, "dcgan": _dcgan_pair}
 def validate(config: ml_collections.ConfigDict) -> None:
     """Config errors caught before any data is read or anything compiled."""
     base.lookup(GAN_MODELS, config.model.name, "GAN model")
-    base.lookup(losses.GAN_LOSSES, config.gan.loss, "GAN loss")
+    base.lookup(adversarial.GAN_LOSSES, config.gan.loss, "GAN loss")
     if config.gan.gp_weight < 0:
         raise ValueError("gan.gp_weight must be >= 0")
     if config.gan.gp_weight > 0 and config.model.name == "dcgan" and config.model.d_norm == "batch":
@@ -158,11 +159,11 @@ def _train_step(
     def d_loss_fn(d_params):
         real_logits, stats = base.apply_model(d, d_params, state.d_stats, real, train=True)
         fake_logits, stats = base.apply_model(d, d_params, stats, fake, train=True)
-        d_loss = losses.discriminator_loss(loss, real_logits, fake_logits)
+        d_loss = adversarial.discriminator_loss(loss, real_logits, fake_logits)
         gp = jnp.zeros((), jnp.float32)
         if gp_weight > 0:
             critic = lambda x: d.apply({"params": d_params}, x, train=True)
-            gp = losses.gradient_penalty(critic, real, fake, gp_key)
+            gp = adversarial.gradient_penalty(critic, real, fake, gp_key)
         aux = (stats, jnp.mean(real_logits), jnp.mean(fake_logits), d_loss, gp)
         return d_loss + gp_weight * gp, aux
 
@@ -176,7 +177,7 @@ def _train_step(
     # BatchNorm statistics are not changed by this pass.
     def g_loss_of_fakes(fakes):
         fake_logits, _ = base.apply_model(d, d_params, d_stats, fakes, train=True)
-        return losses.generator_loss(loss, fake_logits)
+        return adversarial.generator_loss(loss, fake_logits)
 
     def g_loss_fn(g_params):
         fakes, stats = base.apply_model(

@@ -44,10 +44,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from genres_jax import ema, losses, optim, perceptual, precision
+from genres_jax.losses import adversarial, perceptual
 from genres_jax.ops import degradations, sharpen
 from genres_jax.tasks import base, pair_pool, sr
-from genres_jax.tasks import gan_sr_config as parts
+from genres_jax.tasks import gan_sr_parts as parts
+from genres_jax.train import ema, optim, precision
 
 validate = parts.validate
 
@@ -199,12 +200,12 @@ def _train_step(
             d_forward, state.d_params, sr_images, has_aux=True
         )
         d_loss, logit_grads = jax.value_and_grad(
-            functools.partial(losses.discriminator_loss, loss.adversarial), argnums=(0, 1)
+            functools.partial(adversarial.discriminator_loss, loss.adversarial), argnums=(0, 1)
         )(real_logits, fake_logits)
         d_grads = d_vjp(logit_grads)[0]
         # The real logits depend on no generator parameter: constants for L_G.
         g_adv, fake_grad = jax.value_and_grad(
-            lambda f: losses.generator_loss_with_real(loss.adversarial, real_logits, f)
+            lambda f: adversarial.generator_loss_with_real(loss.adversarial, real_logits, f)
         )(fake_logits)
         adv_cotangent = d_vjp((jnp.zeros_like(real_logits), fake_grad))[1]
         sr_cotangent = sr_cotangent + loss.adversarial_weight * adv_cotangent

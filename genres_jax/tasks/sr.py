@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genres_jax import ema, losses, optim, precision, sr_eval
+from genres_jax.evaluation import sr_protocol
+from genres_jax.losses import pixel
 from genres_jax.models import sr_registry
 from genres_jax.tasks import base
+from genres_jax.train import ema, optim, precision
 
 
 class SrState(flax.struct.PyTreeNode):
@@ -29,7 +31,7 @@ class SrState(flax.struct.PyTreeNode):
     ema_params: Any
 
 
-PIXEL_LOSSES = {"l1": losses.l1_loss, "charbonnier": losses.charbonnier_loss}
+PIXEL_LOSSES = {"l1": pixel.l1_loss, "charbonnier": pixel.charbonnier_loss}
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
@@ -48,7 +50,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= config.ema_decay < 1.0:
         raise ValueError("ema_decay must be in [0, 1)")
     optim.validate(config.optimizer)
-    sr_eval.validate_settings(config)
+    sr_protocol.validate_settings(config)
 
 
 def _init(rng, batch, *, model, tx) -> SrState:

@@ -18,10 +18,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genres_jax import optim, perceptual, precision, sr_eval
+from genres_jax.evaluation import sr_protocol
+from genres_jax.losses import perceptual
 from genres_jax.models import sr_discriminators, vgg
 from genres_jax.ops import degradations
 from genres_jax.tasks import base, pair_pool, sr
+from genres_jax.train import optim, precision
 
 # Discriminators by ``config.discriminator.name``.
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
@@ -279,6 +281,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     validation_lr(config)
     sharpen_settings(config)
     perceptual_params(config)
-    sr_eval.validate_settings(config)
+    sr_protocol.validate_settings(config)
     optim.validate(config.g_optimizer, "g_optimizer")
     optim.validate(config.d_optimizer, "d_optimizer")

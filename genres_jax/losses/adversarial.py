@@ -1,13 +1,9 @@
-"""Loss functions: GAN objectives, the WGAN-GP penalty, VAE terms and SR reconstruction losses.
-
-All are pure functions of arrays. GAN losses take discriminator/critic logits (B,) and return a
-scalar to be minimised. VAE terms are per-example (B,) values in nats; the task reduces them.
-Computation is in float32 whatever the input dtype.
+"""GAN objectives on discriminator/critic logits (B,), each a scalar to minimise, the WGAN-GP
+penalty and ESRGAN's relativistic average losses; computed in float32 whatever the input dtype.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
@@ -20,11 +16,6 @@ def _f32(x: jax.Array) -> jax.Array:
 
 def _sum_per_example(x: jax.Array) -> jax.Array:
     return jnp.sum(x.reshape((x.shape[0], -1)), axis=-1)
-
-
-# --------------------------------------------------------------------------------------------
-# GAN objectives
-# --------------------------------------------------------------------------------------------
 
 
 def nonsaturating_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -71,7 +62,6 @@ def negated_mean_generator_loss(fake_logits: jax.Array) -> jax.Array:
     return -jnp.mean(_f32(fake_logits))
 
 
-# kind -> (discriminator loss, generator loss)
 GAN_LOSSES: dict[str, tuple[Callable[..., jax.Array], Callable[..., jax.Array]]] = {
     "nonsaturating": (nonsaturating_discriminator_loss, nonsaturating_generator_loss),
     "hinge": (hinge_discriminator_loss, negated_mean_generator_loss),
@@ -122,67 +112,6 @@ def gradient_penalty(
     return jnp.mean(jnp.square(norms - 1.0))
 
 
-# --------------------------------------------------------------------------------------------
-# VAE terms (per example, nats)
-# --------------------------------------------------------------------------------------------
-
-
-def kl_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL(N(mean, diag(exp(logvar))) || N(0, I)) per example, summed over the last axis.
-
-    Closed form (Kingma & Welling 2014, appendix B):
-    0.5 * sum(exp(logvar) + mean^2 - 1 - logvar).
-    """
-    mean, logvar = _f32(mean), _f32(logvar)
-    return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
-
-
-def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
-    """log p(x | logits) per example for a Bernoulli decoder, summed over all non-batch axes.
-
-    sum(x * log sigmoid(l) + (1 - x) * log(1 - sigmoid(l))) with x in [0, 1] (the negated binary
-    cross-entropy); log(1 - sigmoid(l)) = log sigmoid(-l) keeps it finite for large |l|.
-    """
-    logits, x = _f32(logits), _f32(x)
-    terms = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
-    return _sum_per_example(terms)
-
-
-def gaussian_log_likelihood(
-    mean: jax.Array, x: jax.Array, log_scale: jax.Array | float
-) -> jax.Array:
-    """log N(x; mean, exp(log_scale)^2) per example, summed over all non-batch axes.
-
-    Per element: -0.5 * log(2 pi) - log_scale - 0.5 * ((x - mean) / exp(log_scale))^2, the
-    constant included so values are comparable across models. ``log_scale`` broadcasts to x.
-    """
-    mean, x, log_scale = _f32(mean), _f32(x), _f32(log_scale)
-    z = (x - mean) * jnp.exp(-log_scale)
-    terms = -0.5 * math.log(2.0 * math.pi) - log_scale - 0.5 * jnp.square(z)
-    return _sum_per_example(jnp.broadcast_to(terms, jnp.broadcast_shapes(terms.shape, x.shape)))
-
-
-# --------------------------------------------------------------------------------------------
-# Super-resolution reconstruction losses
-# --------------------------------------------------------------------------------------------
-
-
-def l1_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean absolute error mean(|pred - target|) over all elements (EDSR's training loss)."""
-    return jnp.mean(jnp.abs(_f32(pred) - _f32(target)))
-
-
-def charbonnier_loss(pred: jax.Array, target: jax.Array, eps: float = 1e-3) -> jax.Array:
-    """Charbonnier loss mean(sqrt((pred - target)^2 + eps^2)), a smooth L1 (as in LapSRN)."""
-    diff = _f32(pred) - _f32(target)
-    return jnp.mean(jnp.sqrt(jnp.square(diff) + eps**2))
-
-
-# --------------------------------------------------------------------------------------------
-# Relativistic average GAN (ESRGAN) and generator losses that see the real logits
-# --------------------------------------------------------------------------------------------
-
-
 def relativistic_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """Relativistic average discriminator loss (Jolicoeur-Martineau 2018; ESRGAN).
 
@@ -221,7 +150,7 @@ def relativistic_generator_loss(
 
 GAN_LOSSES["relativistic"] = (relativistic_discriminator_loss, relativistic_generator_loss)
 
-# Kinds whose generator loss takes (real_logits, fake_logits) instead of (fake_logits,).
+
 GENERATOR_LOSSES_WITH_REAL: frozenset[str] = frozenset({"relativistic"})
 
 

@@ -8,9 +8,12 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from genres_jax import checkpointing, sharding, sr_eval, tasks
+from genres_jax import tasks
 from genres_jax.data import pipeline
-from genres_jax.run_checks import ConfigError
+from genres_jax.evaluation import sr_protocol
+from genres_jax.inference import upscalers
+from genres_jax.train import checkpointing, sharding
+from genres_jax.train.config_checks import ConfigError
 
 
 def evaluate(state, eval_step, source, operations, config, rng, mesh) -> dict[str, float]:
@@ -54,13 +57,13 @@ def validate_sr(
     """Whole-image SR validation (tiled, so one compilation serves every image size).
 
     Writes a bicubic | model | HR panel per image (the first ``panels`` images) and returns the
-    mean PSNR/SSIM on RGB and Y, and LPIPS with a ``lpips`` scorer (`sr_eval.lpips_scorer`).
+    mean PSNR/SSIM on RGB and Y, and LPIPS with a ``lpips`` scorer (`sr_protocol.lpips_scorer`).
     The LR images are the split's bicubic ones, or the task's own (``task.validation_lr``,
     e.g. degraded as in training).
     """
     cfg = config.sr_eval
     overlap = cfg.overlap if cfg.overlap >= 0 else task.receptive_radius
-    upscale = sr_eval.model_upscaler(
+    upscale = upscalers.model_upscaler(
         lambda lr: predict(state, lr),
         scale=config.scale,
         tile=cfg.tile,
@@ -71,7 +74,7 @@ def validate_sr(
 
     def keep_panel(name, sr, pair):
         if len(panels) < cfg.panels:
-            panels[f"val_{len(panels)}"] = sr_eval.comparison_panel(
+            panels[f"val_{len(panels)}"] = sr_protocol.comparison_panel(
                 pair["lr"], sr, pair["hr"], scale=config.scale, size=cfg.panel_size
             )[None]
 
@@ -82,7 +85,7 @@ def validate_sr(
         return {**record, "lr": task.validation_lr(record["hr"], i)}
 
     n = len(source) if not cfg.max_images else min(cfg.max_images, len(source))
-    result = sr_eval.evaluate_pairs(
+    result = sr_protocol.evaluate_pairs(
         upscale,
         (pair(i) for i in range(n)),
         crop_border=cfg.crop_border if cfg.crop_border >= 0 else config.scale,

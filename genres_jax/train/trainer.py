@@ -22,19 +22,19 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from genres_jax import (
-    checkpointing,
-    generative_eval,
-    guards,
-    run_checks,
-    sharding,
-    sr_eval,
-    summaries,
-    tasks,
-    train_eval,
-)
+from genres_jax import tasks
 from genres_jax.data import inputs, pipeline, sources
-from genres_jax.run_checks import ConfigError, validate_config
+from genres_jax.evaluation import sample_quality, sr_protocol
+from genres_jax.train import (
+    checkpointing,
+    config_checks,
+    nonfinite,
+    periodic_eval,
+    preemption,
+    sharding,
+    summaries,
+)
+from genres_jax.train.config_checks import ConfigError, validate_config
 
 __all__ = ["ConfigError", "train_and_evaluate", "validate_config"]
 
@@ -90,9 +90,9 @@ def train_and_evaluate(
         raise ConfigError(str(e)) from None
     is_chief = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    changed = run_checks.check_workdir_config(config, workdir, allow_change=allow_config_change)
+    changed = config_checks.check_workdir_config(config, workdir, allow_change=allow_config_change)
     if changed and is_chief:
-        run_checks.write_config(config, workdir)
+        config_checks.write_config(config, workdir)
 
     # ------------------------------------------------------------------------------- Data.
     mesh = sharding.make_mesh(config.mesh.model)
@@ -134,7 +134,7 @@ def train_and_evaluate(
             state = jax.jit(task.init, out_shardings=state_sh)(init_rng, example)
             train_rng = sharding.replicate(train_rng, mesh)
             if config.get("init_from"):
-                state = train_eval.init_from(task, state, config.init_from, state_sh, is_chief)
+                state = periodic_eval.init_from(task, state, config.init_from, state_sh, is_chief)
         else:
             state, train_rng = _restore(
                 manager, latest, abstract_state, state_sh, train_rng, repl, train_iter, workdir
@@ -145,12 +145,12 @@ def train_and_evaluate(
         # ------------------------------------------------------------------- Jitted steps.
         counters_sh = {"bad_run": repl, "bad_total": repl}
         train_step = jax.jit(
-            guards.guard_step(task.train_step),
+            nonfinite.guard_step(task.train_step),
             in_shardings=(state_sh, counters_sh, batch_sh, repl),
             out_shardings=(state_sh, counters_sh, repl),
             donate_argnums=(0, 1),
         )
-        counters = sharding.replicate(guards.new_counters(), mesh)
+        counters = sharding.replicate(nonfinite.new_counters(), mesh)
         eval_step = sample = predict = best = None
         if task.eval_step is not None:
             eval_step = jax.jit(
@@ -164,7 +164,7 @@ def train_and_evaluate(
             and config.task in ("gan", "vae")
             and config.get("generative_eval")
         ):
-            generative = generative_eval.TrainingEvaluator(config, workdir, image_shape, mesh)
+            generative = sample_quality.TrainingEvaluator(config, workdir, image_shape, mesh)
         train_examples = lpips = None
         if task.train_examples is not None:
             train_examples = jax.jit(
@@ -173,13 +173,13 @@ def train_and_evaluate(
         if task.predict is not None:
             predict = jax.jit(task.predict, in_shardings=(state_sh, repl), out_shardings=repl)
             if config.sr_eval.get("lpips_weights"):
-                lpips = sr_eval.lpips_scorer(config.sr_eval.lpips_weights)
+                lpips = sr_protocol.lpips_scorer(config.sr_eval.lpips_weights)
             if is_chief:
-                metric = sr_eval.best_metric(config)
+                metric = sr_protocol.best_metric(config)
                 best = checkpointing.make_best_manager(
                     os.path.join(workdir, "best"),
                     metric,
-                    higher_is_better=sr_eval.BEST_METRICS.get(metric, True),
+                    higher_is_better=sr_protocol.BEST_METRICS.get(metric, True),
                 )
                 checkpointing.drop_steps_after(best, latest or 0)
         eval_rng = jax.random.fold_in(train_rng, 0x7FFFFFFF)
@@ -202,7 +202,7 @@ def train_and_evaluate(
         )
         end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
         clock, clock_step = time.perf_counter(), step
-        with guards.PreemptionHandler() as preemption:
+        with preemption.PreemptionHandler() as signals:
             while step < end:
                 batch = sharding.host_batch_to_global(next(train_iter), mesh)
                 state, counters, metrics = train_step(state, counters, batch, train_rng)
@@ -229,7 +229,7 @@ def train_and_evaluate(
                     step % config.eval_every == 0 or step == config.total_steps
                 ):
                     if eval_source is not None and predict is not None:
-                        last_eval = train_eval.validate_sr(
+                        last_eval = periodic_eval.validate_sr(
                             task, state, predict, eval_source, config, writer, step, lpips
                         )
                         writer.write_scalars(step, last_eval, "eval")
@@ -237,7 +237,7 @@ def train_and_evaluate(
                             params = jax.device_get(task.inference_params(state))
                             checkpointing.save_params(best, step, params, last_eval)
                     elif eval_source is not None:
-                        last_eval = train_eval.evaluate(
+                        last_eval = periodic_eval.evaluate(
                             state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
                         )
                         if generative is not None:  # The eval step's own ELBO etc. win.
@@ -251,7 +251,7 @@ def train_and_evaluate(
                     writer.flush()
                 # Multi-host: every process must agree to stop at the same step, so signals
                 # are compared across processes at logging steps only.
-                signalled = preemption.requested is not None
+                signalled = signals.requested is not None
                 if (jax.process_count() == 1 or logging_step) and _any_process(signalled):
                     ended = "preempted"
                 stopping = ended != "done" or step == end

@@ -15,10 +15,12 @@ import numpy as np
 import png
 from PIL import Image, UnidentifiedImageError
 
+from genres_jax import UserError
+
 SUPPORTED_OUTPUTS = (".png", ".jpg", ".jpeg")
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """A file that is not a usable image, or an output that cannot be written."""
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import ml_collections
 import orbax.checkpoint as ocp
 
-from genres_jax import checkpointing
+from genres_jax import UserError
+from genres_jax.train import checkpointing
 
 
-class WorkdirError(ValueError):
+class WorkdirError(UserError):
     """A workdir that is missing or lacks what a tool needs; the message names it."""
 
 

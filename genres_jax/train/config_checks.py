@@ -14,11 +14,12 @@ import os
 import jax
 import ml_collections
 
-from genres_jax import guards, precision, tasks
+from genres_jax import UserError, tasks
 from genres_jax.data import inputs
+from genres_jax.train import nonfinite, precision
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value that cannot work; raised before anything is compiled."""
 
 
@@ -69,8 +70,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in ("eval_every", "seed"):
         _positive_int(config, key, minimum=0)
     policy = config.get("nonfinite_policy", "skip")
-    if policy not in guards.POLICIES:
-        valid = ", ".join(guards.POLICIES)
+    if policy not in nonfinite.POLICIES:
+        valid = ", ".join(nonfinite.POLICIES)
         raise ConfigError(f"nonfinite_policy={policy!r} is not one of {valid}")
     _positive_int(config, "nonfinite_max_consecutive")
     init_from = config.get("init_from", "")

@@ -1,24 +1,14 @@
-"""Protection of a training run against numerical faults and preemption.
-
-Non-finite steps: `guard_step` wraps a task's train step inside the same jitted function. A step
+"""Non-finite steps: `guard_step` wraps a task's train step inside the same jitted function. A step
 whose metrics or new state hold a NaN or an infinity is not applied: the state keeps its old
 values (only its step counter advances, so data and randomness move on) and two device counters
 record it, ``bad_run`` (consecutive bad steps) and ``bad_total``. The host reads them with the
 other metrics every ``log_every`` steps, so no extra host sync is paid per step. Policies:
 ``skip`` (default) counts and carries on; ``stop`` ends the run, with a checkpoint of the last
 good state, once ``nonfinite_max_consecutive`` bad steps in a row are seen.
-
-Preemption: `PreemptionHandler` turns the first SIGTERM or SIGINT into a request to stop after
-the current step (the trainer then saves a checkpoint and exits normally); a second signal ends
-the process at once.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -67,39 +57,3 @@ def guard_step(train_step: Callable) -> Callable:
         return kept, counters, {**metrics, "nonfinite": bad.astype(jnp.float32)}
 
     return guarded
-
-
-class PreemptionHandler:
-    """Context manager: SIGTERM/SIGINT set `requested`; a second signal exits immediately.
-
-    Installed only in the main thread (Python delivers signals there); elsewhere it is inert.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.requested: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame):
-        del frame
-        if self.requested is not None:
-            print(f"\nSecond signal ({signal.Signals(signum).name}): exiting now.", file=sys.stderr)
-            os._exit(128 + signum)
-        self.requested = signum
-        print(
-            f"\n{signal.Signals(signum).name} received: stopping after the current step with a "
-            "checkpoint (send it again to exit at once).",
-            file=sys.stderr,
-        )
-
-    def __enter__(self) -> PreemptionHandler:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()

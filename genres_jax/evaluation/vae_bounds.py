@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genres_jax import generative_metrics, sharding
 from genres_jax.data import pipeline, sources
+from genres_jax.evaluation import generative_metrics
+from genres_jax.train import sharding
 
 
 def _vae_bounds(params, x, key, *, model, likelihood, log_scale, iw_samples, chunk):

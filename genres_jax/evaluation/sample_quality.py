@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genres_jax import features, generative_metrics, sharding, vae_eval
 from genres_jax.data import pipeline, sources
+from genres_jax.evaluation import features, generative_metrics, vae_bounds
+from genres_jax.train import sharding
 
 
 def config_block() -> ml_collections.ConfigDict:
@@ -307,7 +308,7 @@ class TrainingEvaluator:
         )
         if self.config.task == "vae":
             metrics.update(
-                vae_eval.vae_likelihood(
+                vae_bounds.vae_likelihood(
                     self.config,
                     state.params,
                     self.image_shape,
