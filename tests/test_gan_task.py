@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import load_config
 
+from genres_jax.losses import adversarial
 from genres_jax.tasks import base, gan
 
 
@@ -84,7 +85,7 @@ def test_shared_fakes_train_the_generator_on_the_discriminators_batch():
     def generator_loss(g_params):
         fake, _ = base.apply_model(g, g_params, state.g_stats, z, train=True)
         logits, _ = base.apply_model(d, new.d_params, new.d_stats, fake, train=True)
-        return gan.losses.generator_loss(config.gan.loss, logits)
+        return adversarial.generator_loss(config.gan.loss, logits)
 
     want = jax.grad(generator_loss)(state.g_params)
     got = jax.tree.map(lambda old, upd: old - upd, state.g_params, new.g_params)

@@ -160,7 +160,7 @@ def test_best_weights_follow_the_metric_and_its_direction(tmp_path):
             {"loss.perceptual_weight": 0.0, "loss.adversarial_weight": 0.0},
             "psnr_y",
         ),
-        ("esrgan_x4", {"sr_protocol.best_metric": "ssim_y"}, "ssim_y"),
+        ("esrgan_x4", {"sr_eval.best_metric": "ssim_y"}, "ssim_y"),
     ],
 )
 def test_auto_best_metric_by_kind_of_training(name, overrides, expected, sr_data_dir):
@@ -176,8 +176,8 @@ def test_auto_best_metric_by_kind_of_training(name, overrides, expected, sr_data
         ("realesrgan_x4", {"degradation.validation": "jpeg"}, "valid: bicubic, degraded"),
         ("realesrgan_x4", {"sharpen.radius": 0}, "sharpen.radius must be an integer >= 1"),
         ("realesrgan_x4", {"sharpen.weight": -1.0}, "must be >= 0"),
-        ("realesrgan_x4", {"sr_protocol.best_metric": "fid"}, "valid: auto, latest, psnr_y"),
-        ("esrgan_x4", {"sr_protocol.best_metric": "lpips"}, "needs LPIPS weights"),
+        ("realesrgan_x4", {"sr_eval.best_metric": "fid"}, "valid: auto, latest, psnr_y"),
+        ("esrgan_x4", {"sr_eval.best_metric": "lpips"}, "needs LPIPS weights"),
         ("realesrgan_x4", {"sr_eval.lpips_weights": "/nonexistent/lpips.npz"}, "is not a file"),
     ],
 )

@@ -19,10 +19,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genres_jax.losses import likelihood as likelihoods
 from genres_jax.models import vae as vae_models
 from genres_jax.tasks import base
 from genres_jax.train import optim, precision
 from genres_jax.train.sharding import constrain_batch
+
+# What its workdirs support beyond training (`genres_jax.tasks`).
+CAPABILITIES = frozenset({"generate", "sample_quality", "likelihood"})
 
 
 class VaeState(flax.struct.PyTreeNode):
@@ -65,15 +69,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _log_likelihood(decoded: jax.Array, x: jax.Array, likelihood: str, log_scale: float):
     decoded = decoded.astype(jnp.float32)
     if likelihood == "bernoulli":
-        return likelihood.bernoulli_log_likelihood(decoded, x)
-    return likelihood.gaussian_log_likelihood(jax.nn.sigmoid(decoded), x, log_scale)
+        return likelihoods.bernoulli_log_likelihood(decoded, x)
+    return likelihoods.gaussian_log_likelihood(jax.nn.sigmoid(decoded), x, log_scale)
 
 
 def elbo_terms(params, x, key, *, model, likelihood: str, log_scale: float):
     """Per-image (elbo, log-likelihood term, kl), each in nats."""
     decoded, mean, logvar = model.apply({"params": params}, x, key)
     rec = _log_likelihood(decoded, x, likelihood, log_scale)
-    kl = likelihood.kl_standard_normal(mean.astype(jnp.float32), logvar.astype(jnp.float32))
+    kl = likelihoods.kl_standard_normal(mean.astype(jnp.float32), logvar.astype(jnp.float32))
     return rec - kl, rec, kl
 
 
