@@ -143,13 +143,17 @@ def eval_batches(
     process_index: int,
     process_count: int,
     max_records: int = 0,
+    rows: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over ``source``: records ``i`` with ``i % process_count == process_index``.
 
-    Every process yields the same number of batches (multi-host steps need that); padding rows
-    repeat a real record and carry ``mask == 0`` so they count for nothing. ``index`` holds each
-    row's record number (-1 for padding), so gathered results can be put back in record order.
+    Each batch holds ``batch_size`` records and ``rows`` rows (``batch_size`` when 0), so that
+    it splits over the devices whatever their number. Every process yields the same number of
+    batches (multi-host steps need that); padding rows repeat a real record and carry
+    ``mask == 0`` so they count for nothing. ``index`` holds each row's record number (-1 for
+    padding), so gathered results can be put back in record order.
     """
+    rows = max(rows, batch_size)
     n = min(len(source), max_records) if max_records else len(source)
     indices = np.arange(process_index, n, process_count)
     num_batches = math.ceil(math.ceil(n / process_count) / batch_size)
@@ -162,10 +166,10 @@ def eval_batches(
         valid = len(records)
         if valid == 0:
             records = [dataset[0]]
-        records += [records[0]] * (batch_size - len(records))
+        records += [records[0]] * (rows - len(records))
         batch = {k: np.stack([r[k] for r in records]) for k in records[0]}
-        batch["mask"] = (np.arange(batch_size) < valid).astype(np.float32)
-        batch["index"] = np.full(batch_size, -1, np.int32)
+        batch["mask"] = (np.arange(rows) < valid).astype(np.float32)
+        batch["index"] = np.full(rows, -1, np.int32)
         batch["index"][:valid] = chunk
         yield batch
 

@@ -37,7 +37,10 @@ def _vae_bounds(params, x, key, *, model, likelihood, log_scale, iw_samples, chu
 
     def log_weight_terms(k):
         # ``chunk`` samples per image at a time bounds memory at chunk x batch decoded images.
-        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(k, (chunk, *mean.shape))
+        # Noise drawn image-major, so an image's draws do not depend on the batch's size (the
+        # padding that fits a batch to the device count leaves real rows' samples unchanged).
+        noise = jnp.swapaxes(jax.random.normal(k, (mean.shape[0], chunk, mean.shape[-1])), 0, 1)
+        z = mean + jnp.exp(0.5 * logvar) * noise
         decoded = model.apply({"params": params}, z.reshape(-1, z.shape[-1]), method=model.decode)
         repeated = jnp.broadcast_to(x, (chunk, *x.shape)).reshape(-1, *x.shape[1:])
         log_px = vae._log_likelihood(decoded, repeated, likelihood, log_scale).reshape(chunk, -1)
@@ -88,11 +91,13 @@ def vae_likelihood(
     source = sources.load(ds, ds.eval_split)
     ops = [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]
     iw_all, elbo_all = [], []
+    records, rows = sharding.eval_batch_rows(batch_size)
     with jax.set_mesh(mesh):
         for i, host_batch in enumerate(
             pipeline.eval_batches(
                 source,
-                batch_size=sharding.per_process(batch_size),
+                batch_size=records,
+                rows=rows,
                 operations=ops,
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),

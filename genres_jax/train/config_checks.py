@@ -16,7 +16,7 @@ import ml_collections
 
 from genres_jax import UserError, tasks
 from genres_jax.data import inputs
-from genres_jax.train import nonfinite, precision
+from genres_jax.train import nonfinite, precision, sharding
 
 
 class ConfigError(UserError):
@@ -92,12 +92,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"mesh.model={model_axis} does not divide the {n} devices; use a divisor of {n}"
         )
     if config.batch_size % n:
+        sizes = " or ".join(str(b) for b in sharding.nearest_valid_batch_sizes(config.batch_size))
         raise ConfigError(
             f"batch_size={config.batch_size} is not divisible by the {n} devices; "
-            f"use a multiple of {n}"
+            f"the nearest valid batch sizes are {sizes}"
         )
-    if config.eval_batch_size <= 0 or config.eval_batch_size % n:
-        raise ConfigError(f"eval_batch_size must be a positive multiple of the device count ({n})")
+    _positive_int(config, "eval_batch_size")  # Padded to a multiple of the devices.
     try:
         inputs.validate(config)
         tasks.validate(config)

@@ -19,9 +19,11 @@ from genres_jax.train.config_checks import ConfigError
 def evaluate(state, eval_step, source, operations, config, rng, mesh) -> dict[str, float]:
     """Runs ``eval_step`` over one pass of ``source``; returns sums / count per metric."""
     totals = None
+    records, rows = sharding.eval_batch_rows(config.eval_batch_size)
     for host_batch in pipeline.eval_batches(
         source,
-        batch_size=sharding.per_process(config.eval_batch_size),
+        batch_size=records,
+        rows=rows,
         operations=operations,
         process_index=jax.process_index(),
         process_count=jax.process_count(),

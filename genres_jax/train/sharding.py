@@ -109,13 +109,31 @@ def constrain_batch(x: jax.Array) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, P(_batch_axes(mesh.axis_names)))
 
 
-def check_batch_size(global_batch: int, name: str = "batch_size") -> None:
-    """The global batch must split evenly over devices (and so over processes)."""
+def padded_batch_size(requested: int) -> int:
+    """The smallest multiple of the device count that holds ``requested`` rows.
+
+    Evaluation runs any requested batch size on any number of devices: its batches are padded
+    up to this size with rows whose ``mask`` is 0, which every metric leaves out of its sums.
+    """
     n = jax.device_count()
-    if global_batch <= 0 or global_batch % n:
-        raise ValueError(
-            f"{name}={global_batch} must be a positive multiple of the device count ({n})"
-        )
+    return max(1, -(-int(requested) // n)) * n
+
+
+def eval_batch_rows(requested: int) -> tuple[int, int]:
+    """(records, rows) of one evaluation batch on this process for a requested global size.
+
+    Each batch holds the same records whatever the device count (``requested`` of them, split
+    between processes) and is padded to ``rows`` with masked rows so it splits over the local
+    devices: a metric then sees every record in the same batch and row as on one device.
+    """
+    return per_process(requested), per_process(padded_batch_size(requested))
+
+
+def nearest_valid_batch_sizes(requested: int) -> tuple[int, ...]:
+    """The multiples of the device count just below and above ``requested`` (for messages)."""
+    n = jax.device_count()
+    below = requested // n * n
+    return tuple(b for b in (below, below + n) if b > 0 and b != requested)
 
 
 def per_process(global_batch: int) -> int:
