@@ -24,7 +24,6 @@ from PIL import Image
 from genres_jax import tasks
 from genres_jax import upscale as upscale_cli
 from genres_jax.inference import upscalers
-from genres_jax.losses import perceptual
 from genres_jax.models import vgg
 from genres_jax.ops import tiling
 from genres_jax.tasks import gan_sr, gan_sr_parts
@@ -203,9 +202,23 @@ def test_one_step_matches_float64_formulas_and_init_from_is_exact(esrgan_runs):
         return r, f
 
     def perc(images):
-        return perceptual.perceptual_loss(
-            state.vgg_params, images, hr32, layer_weights={"conv1_2": 1.0}
-        )
+        # VGG's conv1_2 output before its ReLU, written out: ImageNet normalisation, a padded
+        # 3x3 conv, ReLU, a padded 3x3 conv; then the mean absolute difference (L1).
+        vgg = state.vgg_params
+        mean = jnp.asarray([0.485, 0.456, 0.406])
+        std = jnp.asarray([0.229, 0.224, 0.225])
+
+        def conv(x, layer):
+            dims = ("NHWC", "HWIO", "NHWC")
+            y = jax.lax.conv_general_dilated(
+                x, layer["kernel"], (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims
+            )
+            return y + layer["bias"]
+
+        def phi(x):
+            return conv(jax.nn.relu(conv((x - mean) / std, vgg["conv1_1"])), vgg["conv1_2"])
+
+        return jnp.mean(jnp.abs(phi(images) - phi(hr32)))
 
     # The losses written out directly, differentiated by autodiff, against the step's pullbacks.
     def direct_g_loss(g_params):
