@@ -11,33 +11,14 @@ Variants: ``--config.gan.loss=hinge``; WGAN-GP with
 
 import ml_collections
 
-from genres_jax.evaluation import sample_quality
 from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = defaults.base_config()
-    config.task = "gan"
-    config.batch_size = 64
+    config = defaults.gan_config("dcgan", features=32, batch_size=64)
     config.total_steps = 3_000
     config.log_every = 50
     config.eval_every = 500
     config.checkpoint_every = 500
     config.eval_max_records = 2_000
-    config.dataset = defaults.fashion_mnist_dataset()
-    config.model = ml_collections.ConfigDict(
-        {
-            "name": "dcgan",
-            "latent_dim": 100,
-            "features": 32,
-            "d_norm": "batch",
-            "g_hidden": (128, 256),  # MLP only.
-            "d_hidden": (256, 128),  # MLP only.
-        }
-    )
-    config.gan = defaults.gan_settings()
-    config.g_optimizer = defaults.adam(2e-4, b1=0.5)
-    config.d_optimizer = defaults.adam(2e-4, b1=0.5)
-    # FID, KID and precision/recall (shipped Fashion-MNIST classifier) at every evaluation.
-    config.generative_eval = sample_quality.config_block()
     return config

@@ -19,31 +19,13 @@ FID at 28x28 of the cascade, and of bicubic upscaling instead of the SR model:
 
 import ml_collections
 
-from genres_jax.evaluation import sample_quality
 from genres_jax.train import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = defaults.base_config()
-    config.task = "gan"
-    config.batch_size = 128
+    config = defaults.gan_config("mlp")
     config.total_steps = 20_000
     config.eval_every = 5_000
     config.checkpoint_every = 5_000
-    config.dataset = defaults.fashion_mnist_dataset()
     config.dataset.image_size = 14
-    config.model = ml_collections.ConfigDict(
-        {
-            "name": "mlp",
-            "latent_dim": 100,
-            "g_hidden": (128, 256),
-            "d_hidden": (256, 128),
-            "features": 64,  # DCGAN only.
-            "d_norm": "batch",  # DCGAN only.
-        }
-    )
-    config.gan = defaults.gan_settings()
-    config.g_optimizer = defaults.adam(2e-4, b1=0.5)
-    config.d_optimizer = defaults.adam(2e-4, b1=0.5)
-    config.generative_eval = sample_quality.config_block()
     return config

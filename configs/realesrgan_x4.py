@@ -15,10 +15,10 @@ four 180-pair pools of the published 4-GPU run as one global pool; a multiple of
 
 Validation upscales each validation image degraded as in training, with a key fixed per image
 (``degradation.validation='degraded'``), so its PSNR/SSIM measure the blind task; with
-``--config.sr_eval.lpips_weights=FILE`` (`genres_jax.lpips`) it adds LPIPS and ``best/`` keeps
-the weights with the lowest LPIPS, otherwise the latest validated ones. <workdir>/samples and
-TensorBoard show validation panels (LR upscaled by bicubic | model | HR) and ``train_pairs``
-grids of the degraded training LR (nearest-upscaled) | model | sharpened HR target.
+``--config.sr_eval.lpips_weights=FILE`` (`genres_jax.evaluation.lpips`) it adds LPIPS and
+``best/`` keeps the weights with the lowest LPIPS, otherwise the latest validated ones.
+<workdir>/samples and TensorBoard show validation panels (LR upscaled by bicubic | model | HR) and
+``train_pairs`` grids of the degraded training LR (nearest-upscaled) | model | sharpened HR target.
 
 Two stages, as published. Real-ESRNet (L1 only, same degradations, Adam 2e-4), then the GAN:
 

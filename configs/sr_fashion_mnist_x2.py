@@ -14,7 +14,7 @@ Then upscale a low-resolution generator's samples with it:
 
 import ml_collections
 
-from genres_jax.data.fashion_mnist import DEFAULT_SOURCE_DIR
+from genres_jax.data.offline_dirs import FASHION_MNIST_DIR
 from genres_jax.train import defaults
 
 
@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.schedule = "cosine"
     config.optimizer.warmup_steps = 100
     config.dataset.name = "fashion_mnist_sr_local"
-    config.dataset.source_dir = DEFAULT_SOURCE_DIR
+    config.dataset.source_dir = FASHION_MNIST_DIR
     config.dataset.eval_split = "test"
     config.dataset.lr_patch_size = 14  # The whole LR image.
     config.dataset.augment = False

@@ -11,7 +11,6 @@ import math
 
 import ml_collections
 
-from genres_jax.evaluation import sample_quality
 from genres_jax.train import defaults
 
 
@@ -30,6 +29,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer = defaults.adam(1e-3)
     # FID/KID/precision/recall of prior samples and the importance-weighted bound at every
     # evaluation; training uses 2,000 test images for the bound, `evaluate` the whole split.
-    config.generative_eval = sample_quality.config_block()
+    config.generative_eval = defaults.generative_eval()
     config.generative_eval.iw_max_records = 2_000
     return config

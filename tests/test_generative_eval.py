@@ -16,7 +16,7 @@ from genres_jax import evaluate
 from genres_jax.data import fashion_mnist, sources
 from genres_jax.evaluation import features, sample_quality, vae_bounds
 from genres_jax.models.vae import MLPVAE
-from genres_jax.train import sharding, trainer
+from genres_jax.train import defaults, sharding, trainer
 
 EXTRACTOR = "classifier_fashion_mnist"
 
@@ -141,7 +141,7 @@ def test_iw_bound_approaches_log_px_and_equals_the_elbo_for_one_sample(likelihoo
 
 def _tiny_workdir(tmp_path_factory, data_dir, name, **overrides):
     config = tiny(load_config(name), data_dir, total_steps=2, eval_every=0, checkpoint_every=2)
-    config.generative_eval = sample_quality.config_block()
+    config.generative_eval = defaults.generative_eval()
     config.generative_eval.update(
         {"reference_max_records": 400, "batch_size": 100, "kid_subset_size": 100, **overrides}
     )

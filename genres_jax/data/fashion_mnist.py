@@ -19,8 +19,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from genres_jax import UserError
+from genres_jax.data import offline_dirs
 
-DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
+DEFAULT_SOURCE_DIR = offline_dirs.FASHION_MNIST_DIR
 
 CLASS_NAMES = (
     "T-shirt/top",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from genres_jax.data.fashion_mnist import DEFAULT_SOURCE_DIR
+from genres_jax.data.offline_dirs import FASHION_MNIST_DIR
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -24,7 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 1_000
     config.keep_checkpoints = 3
     config.num_samples = 64
-    # Compute dtype of the models (`genres_jax.precision`): "auto" = bfloat16 on GPU/TPU,
+    # Compute dtype of the models (`genres_jax.train.precision`): "auto" = bfloat16 on GPU/TPU,
     # float32 on CPU; parameters and optimizer states are float32 whatever it is.
     config.precision = "auto"
     # Device mesh: mesh.model > 1 shards parameters and optimizer states over a "model" axis of
@@ -51,7 +51,7 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
             "name": "fashion_mnist_local",
             "kind": "images",
             "data_dir": "",  # TFDS data folder; "" = TFDS's default (~/tensorflow_datasets).
-            "source_dir": DEFAULT_SOURCE_DIR,  # Raw idx files of fashion_mnist_local.
+            "source_dir": FASHION_MNIST_DIR,  # Raw idx files of fashion_mnist_local.
             "train_split": "train",
             "eval_split": "test",
             "image_size": 0,  # 0 = as stored; else resized to image_size x image_size.
@@ -96,6 +96,54 @@ def gan_settings() -> ml_collections.ConfigDict:
     )
 
 
+def generative_eval() -> ml_collections.ConfigDict:
+    """The ``generative_eval`` block of a GAN/VAE config: FID, KID and precision/recall of
+    `evaluation.sample_quality` (also the defaults for configs without one)."""
+    return ml_collections.ConfigDict(
+        {
+            "num_samples": 10_000,  # Generated images per evaluation.
+            "batch_size": 500,  # Images per device call (padded to a multiple of the devices).
+            "feature_extractor": "",  # "" = the dataset's default; a classifier dir or .npz.
+            "reference_split": "",  # "" = dataset.eval_split.
+            "reference_max_records": 10_000,  # 0 = the whole split.
+            "kid_subset_size": 1_000,
+            "pr_k": 3,  # k-th nearest neighbour radius of precision/recall.
+            "iw_samples": 64,  # VAE: importance samples per test image.
+            "iw_max_records": 0,  # VAE: test images for the bound; 0 = the whole split.
+            "seed": 0,
+        }
+    )
+
+
+def gan_config(
+    model: str, *, features: int = 64, batch_size: int = 128, sample_quality: bool = True
+) -> ml_collections.ConfigDict:
+    """A GAN run on offline Fashion-MNIST: ``model`` (mlp | dcgan) with the DCGAN paper's
+    training (z 100, Adam 2e-4 with beta1 0.5, non-saturating loss) and, with
+    ``sample_quality``, FID/KID/precision/recall (shipped Fashion-MNIST classifier) at every
+    evaluation; configs change what differs (data, sizes, schedule)."""
+    config = base_config()
+    config.task = "gan"
+    config.batch_size = batch_size
+    config.dataset = fashion_mnist_dataset()
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": model,
+            "latent_dim": 100,
+            "features": features,  # DCGAN only.
+            "d_norm": "batch",  # DCGAN only.
+            "g_hidden": (128, 256),  # MLP only.
+            "d_hidden": (256, 128),  # MLP only.
+        }
+    )
+    config.gan = gan_settings()
+    config.g_optimizer = adam(2e-4, b1=0.5)
+    config.d_optimizer = adam(2e-4, b1=0.5)
+    if sample_quality:
+        config.generative_eval = generative_eval()
+    return config
+
+
 def sr_photos_dataset(lr_patch_size: int = 48) -> ml_collections.ConfigDict:
     """HR photos -> LR/HR pairs (MATLAB bicubic) for super-resolution.
 
@@ -136,10 +184,10 @@ def sr_eval() -> ml_collections.ConfigDict:
             "panel_size": 96,
             "max_images": 0,  # 0 = the whole validation split.
             # Which validated weights best/ keeps: auto | latest | psnr_y | ssim_y | psnr_rgb |
-            # ssim_rgb | lpips (genres_jax.sr_eval.best_metric; auto = Y-PSNR, or for GAN
-            # training LPIPS with weights, else the latest).
+            # ssim_rgb | lpips (genres_jax.evaluation.sr_protocol.best_metric; auto = Y-PSNR, or
+            # for GAN training LPIPS with weights, else the latest).
             "best_metric": "auto",
-            # An LPIPS weights file (genres_jax.lpips): adds the LPIPS distance to validation.
+            # An LPIPS weights file (genres_jax.evaluation.lpips): adds LPIPS to validation.
             "lpips_weights": "",
         }
     )
