@@ -81,19 +81,27 @@ def save_params(
     )
 
 
-def load_params(directory: str) -> tuple[Any, int]:
-    """(parameters, step) from a best-parameters directory written by `save_params`.
+def read_latest(directory: str, item: str, target: Any = None) -> tuple[Any, int]:
+    """(``item`` of the newest complete checkpoint in ``directory``, its step), read-only.
 
-    Restored as host (numpy) arrays without a target, so it works on any device setup.
+    The one way tools read checkpoints. Restored into ``target`` (arrays or shape/dtype/sharding
+    structs) when given, else as host (numpy) arrays, which works on any device setup.
+    FileNotFoundError when ``directory`` holds no complete checkpoint.
     """
     with ocp.CheckpointManager(
         os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True)
     ) as manager:
         step = manager.latest_step()
         if step is None:
-            raise FileNotFoundError(f"no saved parameters in {directory!r}")
-        restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
-    return restored["params"], step
+            raise FileNotFoundError(f"no complete checkpoint in {directory!r}")
+        how = ocp.args.StandardRestore() if target is None else ocp.args.StandardRestore(target)
+        restored = manager.restore(step, args=ocp.args.Composite(**{item: how}))
+    return restored[item], int(step)
+
+
+def load_params(directory: str) -> tuple[Any, int]:
+    """(parameters, step) from a best-parameters directory written by `save_params`."""
+    return read_latest(directory, "params")
 
 
 def save(

@@ -1,4 +1,4 @@
-"""Exponential moving average of parameters (used for GAN generator weights)."""
+"""Exponential moving average of parameters (GAN generators, SR networks), with its warm-up."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def ema_update(ema_params: PyTree, params: PyTree, decay: float | jax.Array) -> 
         return (decay * ema_c + (1.0 - decay) * new_c).astype(jnp.result_type(ema))
 
     return jax.tree.map(update, ema_params, params)
+
+
+def warmed_up_decay(step: jax.Array, decay: float) -> jax.Array:
+    """``min(decay, (1 + step) / (10 + step))``: the decay ramps up over the first steps.
+
+    As TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``, so that the EMA weights
+    of a short run follow training instead of staying near the random initial weights.
+    """
+    step_f = jnp.asarray(step).astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + step_f) / (10.0 + step_f))

@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import ml_collections
-import orbax.checkpoint as ocp
 
 from genres_jax import UserError
 from genres_jax.train import checkpointing
@@ -33,45 +32,42 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         raise WorkdirError(f"cannot read {path}: {e}") from None
 
 
-def restore(manager: ocp.CheckpointManager, step: int, args: Any, workdir: str) -> Any:
-    """``manager.restore`` whose failures on damaged files become a `WorkdirError`.
+def read_checkpoint(
+    directory: str, item: str, workdir: str, target: Any = None, *, required: bool = True
+) -> tuple[Any, int] | None:
+    """`checkpointing.read_latest` whose failures become one `WorkdirError` naming the workdir.
+
+    None, when not ``required``, for a directory without a complete checkpoint.
 
     A checkpoint directory that cannot be read (truncated or overwritten metadata, a corrupt
     array store, a mismatched tree) is a property of the workdir, so the user gets one line
     naming it rather than a traceback from deep inside the checkpoint library.
     """
+    if not os.path.isdir(directory):
+        if not required:
+            return None
+        raise WorkdirError(f"{workdir!r} holds no {os.path.basename(directory)}/")
     try:
-        return manager.restore(step, args=args)
+        return checkpointing.read_latest(directory, item, target)
+    except FileNotFoundError:
+        if not required:
+            return None
+        raise WorkdirError(f"{workdir!r} holds no complete checkpoint") from None
     except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
         detail = " ".join(str(e).split())[:200]
-        raise WorkdirError(
-            f"cannot read checkpoint {step} in {workdir!r} ({type(e).__name__}: {detail})"
-        ) from None
+        raise WorkdirError(f"cannot read {directory!r} ({type(e).__name__}: {detail})") from None
 
 
 def load_inference_params(workdir: str) -> tuple[Any, int, str]:
     """(params, step, where from): ``best/``, else the latest checkpoint's EMA weights."""
     best = os.path.join(workdir, "best")
-    if os.path.isdir(best):
-        try:
-            params, step = checkpointing.load_params(best)
-            return params, step, "best"
-        except FileNotFoundError:
-            pass
-        except Exception as e:  # Damaged files: see `restore`.
-            detail = " ".join(str(e).split())[:200]
-            raise WorkdirError(f"cannot read {best!r} ({type(e).__name__}: {detail})") from None
+    found = read_checkpoint(best, "params", workdir, required=False)
+    if found is not None:
+        return (*found, "best")
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise WorkdirError(f"{workdir!r} holds no weights (neither best/ nor checkpoints/)")
-    with ocp.CheckpointManager(
-        os.path.abspath(ckpt_dir), options=ocp.CheckpointManagerOptions(read_only=True)
-    ) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise WorkdirError(f"{workdir!r} holds no complete checkpoint")
-        args = ocp.args.Composite(state=ocp.args.StandardRestore())
-        state = restore(manager, step, args, workdir)["state"]
+    state, step = read_checkpoint(ckpt_dir, "state", workdir)
     for key in ("ema_params", "params", "g_params"):
         if key in state:
             return state[key], step, f"checkpoint {step} ({key})"
