@@ -5,11 +5,12 @@
         [--precision auto|float32|bfloat16] [--output FILE]
 
 The models are randomly initialised (speed does not depend on the weights); the output says so.
-Each config's network is run the way ``genres_jax.upscale`` runs it (`genres_jax.sr_eval.
-model_upscaler`): on the whole image at once, and by tiles of ``--tile`` LR pixels with the
-model's receptive radius as overlap (exact tiling), ``--batch-size`` tiles per call. Times are
-per image from host array to host array, transfers included, after one untimed image that
-compiles; the median of ``--repeats`` images is reported, as input and output megapixels/s.
+Each config's network is run the way ``genres_jax.upscale`` runs it
+(`genres_jax.inference.upscalers.model_upscaler`): on the whole image at once, and by tiles of
+``--tile`` LR pixels with the model's receptive radius as overlap (exact tiling), ``--batch-size``
+tiles per call. Times are per image from host array to host array, transfers included, after one
+untimed image that compiles; the median of ``--repeats`` images is reported, as input and
+output megapixels/s.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
         [--precision auto|float32|bfloat16] [--steps 50] [--warmup 10] [--output FILE]
 
 The step is the one the trainer runs: the task's ``train_step`` (`genres_jax.tasks`) wrapped by
-`genres_jax.guards.guard_step`, jitted with the trainer's shardings and state donation on its
-mesh (``--set mesh.model=N`` for FSDP-style sharding). Batches are synthetic uint8 arrays placed
+`genres_jax.train.nonfinite.guard_step`, jitted with the trainer's shardings and state donation on
+its mesh (``--set mesh.model=N`` for FSDP-style sharding). Batches are synthetic uint8 arrays placed
 on the devices once, so no data loading is measured. After ``--warmup`` steps, ``--steps``
 steps are timed in ``--windows`` windows (one device sync per window); the median window gives
 the step time.

@@ -6,20 +6,20 @@
     python -m genres_jax.evaluate --workdir GAN_OR_VAE_DIR [--feature-extractor DIR|FILE.npz]
         [--num-samples N] [--iw-samples K] [--upscaler SR_DIR | --upscale-method M --scale S]
 
-GAN and VAE workdirs get the generative metrics of `genres_jax.generative_eval`: FID, KID
+GAN and VAE workdirs get the generative metrics of `genres_jax.evaluation.sample_quality`: FID, KID
 (with its standard error) and precision/recall of generated images against the real data,
 every key naming the feature extractor (``fid/classifier_fashion_mnist``), and for VAEs the
-importance-weighted bound and ELBO on the test split (`genres_jax.vae_eval`). ``--upscaler`` /
-``--upscale-method`` evaluate the cascade: samples upscaled by an SR workdir or a classical
-method, compared with real images at the upscaled size.
+importance-weighted bound and ELBO on the test split (`genres_jax.evaluation.vae_bounds`).
+``--upscaler`` / ``--upscale-method`` evaluate the cascade: samples upscaled by an SR workdir or a
+classical method, compared with real images at the upscaled size.
 
 Super-resolution: HR images are cropped to a multiple of the scale, LR images made by
 MATLAB-style bicubic downscaling (rounded to uint8), the result compared with HR by PSNR and
 SSIM on RGB and on Y (BT.601), ``--crop-border`` pixels (default: the scale) removed from every
 edge. Keys say what they are: ``mean.psnr_y``, ``per_image.<name>.ssim_rgb``, ...
-``--lpips-weights FILE`` adds ``lpips`` (`genres_jax.lpips`; whole image, after the same uint8
-quantisation). ``--degraded`` measures blind SR: each LR image is the HR image degraded as
-Real-ESRGAN trains (the workdir's degradation settings if it trained with them, the published
+``--lpips-weights FILE`` adds ``lpips`` (`genres_jax.evaluation.lpips`; whole image, after the
+same uint8 quantisation). ``--degraded`` measures blind SR: each LR image is the HR image degraded
+as Real-ESRGAN trains (the workdir's degradation settings if it trained with them, the published
 x4 recipe otherwise), with a key from ``--seed`` (default 0) and the image's index, so every
 model and ``--method`` evaluated with the same seed sees the same LR images.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from genres_jax import UserError
+from genres_jax import UserError, tasks
 from genres_jax.data import sources, sr_pairs, sr_photos
 from genres_jax.evaluation import features, sample_quality, sr_protocol, vae_bounds
 from genres_jax.inference import generators, upscalers
@@ -125,16 +126,15 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
     if args.feature_extractor:
         cfg.feature_extractor = args.feature_extractor
     cfg.iw_max_records = args.max_images  # The CLI's bound covers the whole split by default.
-    cfg.batch_size = (
-        sharding.per_process(cfg.batch_size) // jax.local_device_count() * (jax.device_count())
-        or jax.device_count()
-    )
     mesh = sharding.make_mesh()
-    upscale, params, scale, up_info = generators.load_upscaler(
+    upscale, params, scale, up_info = generators.cascade_upscaler(
         args.upscaler, args.upscale_method, args.scale
     )
     generator = generators.load_generator(
-        args.workdir, batch_size=cfg.batch_size, data_dir=args.data_dir, mesh=mesh
+        args.workdir,
+        batch_size=sharding.padded_batch_size(cfg.batch_size),
+        data_dir=args.data_dir,
+        mesh=mesh,
     )
     extractor = features.resolve(cfg.feature_extractor, config.dataset.name)
     h, w, c = generator.image_shape
@@ -147,7 +147,7 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
         os.path.join(args.workdir, "reference_stats"),
         mesh,
     )
-    if config.task == "vae" and scale == 1:
+    if tasks.supports(config.task, "likelihood") and scale == 1:
         metrics.update(
             vae_bounds.vae_likelihood(
                 generator.config,
@@ -184,7 +184,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     config = None
     if args.workdir:
         config = workdirs.load_config(args.workdir)
-        if config.get("task") in generators.GENERATIVE_TASKS:
+        if tasks.supports(config.get("task"), "generate"):
             if args.lpips_weights or args.degraded or args.self_ensemble:
                 raise UserError(
                     "--lpips-weights, --degraded and --self-ensemble are for super-resolution"
@@ -194,23 +194,19 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise UserError(
                 "--upscaler, --upscale-method and --feature-extractor are for GAN/VAE workdirs"
             )
-        predict, scale, radius, what = upscalers.workdir_predictor(args.workdir, args.scale)
-        if args.self_ensemble:
-            predict = upscalers.self_ensemble(predict)
-            what["self_ensemble"] = True
-        upscale = upscalers.model_upscaler(
-            predict, scale=scale, tile=args.tile, overlap=radius, batch_size=1
+        up = upscalers.load_upscaler(
+            args.workdir, scale=args.scale, self_ensemble=args.self_ensemble
         )
+        up = dataclasses.replace(up, tile=args.tile, overlap=up.receptive_radius)
+        what = dict(up.info)
+        scale = int(up.scale)
     else:
         if args.scale is None or args.scale < 1:
             raise UserError("--scale (an integer >= 1) is required with --method")
         if args.self_ensemble:
             raise UserError("--self-ensemble needs --workdir (a trained model)")
         scale = args.scale
-        try:
-            upscale = upscalers.classical_upscaler(args.method, scale)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        up = dataclasses.replace(upscalers.classical(args.method, scale), tile=0)
         what = {"model": args.method}
     if args.hr_dir:
         pairs = folder_pairs(args.hr_dir, scale)
@@ -226,7 +222,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         pairs = degraded_pairs(pairs, config, scale, args.seed or 0)
         what["lr"] = f"degraded (seed {args.seed or 0})"
     crop = args.crop_border if args.crop_border >= 0 else scale
-    result = sr_protocol.evaluate_pairs(upscale, pairs, crop_border=crop, lpips=lpips)
+    result = sr_protocol.evaluate_pairs(up.upscale_pixels, pairs, crop_border=crop, lpips=lpips)
     return {**what, "scale": scale, "crop_border": crop, **result}
 
 

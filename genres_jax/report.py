@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from genres_jax import UserError
+
 _LOWER = ("fid", "kid", "loss", "nll", "bits_per_dim", "gradient_penalty")
 _HIGHER = ("psnr", "ssim", "accuracy", "precision", "recall", "elbo", "iw_bound")
 _NOT_PLOTTED = ("step", "kind", "nonfinite", "kid_stderr")
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         report = build_report(args.workdirs, args.keys)
-    except (FileNotFoundError, OSError) as e:
+    except (UserError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     paths = plot_curves(report, args.out)

@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from genres_jax import UserError
-from genres_jax.inference.generators import draw, load_generator, load_upscaler, make_sampler
+from genres_jax.inference.generators import cascade_upscaler, draw, load_generator, make_sampler
 from genres_jax.ops import imresize
 from genres_jax.train import summaries
 
@@ -63,9 +63,8 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
     first = os.path.join(args.out_dir or "", "sample_00000.png")
     if args.out_dir and os.path.exists(first) and not args.overwrite:
         raise UserError(f"{args.out_dir} already holds samples; pass --overwrite")
-    upscale, params, scale, up_info = load_upscaler(args.upscaler, args.method, args.scale)
+    upscale, params, scale, up_info = cascade_upscaler(args.upscaler, args.method, args.scale)
     batch = min(args.batch_size, args.num)
-    batch += (-batch) % jax.device_count()  # The batch is split over every device.
     generator = load_generator(args.workdir, batch_size=batch, data_dir=args.data_dir)
     images = draw(make_sampler(generator, upscale, params), args.num, jax.random.key(args.seed))
     summaries.save_png(args.out, summaries.image_grid(images, columns=args.columns or None))

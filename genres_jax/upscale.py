@@ -20,21 +20,15 @@ by MATLAB-style bicubic (antialiased when reducing), e.g. x3.5 from an x4 model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import logging
 from tqdm import tqdm
 
 from genres_jax import UserError
 from genres_jax.inference import image_files, upscalers
 from genres_jax.ops import imresize, tiling
-
-# LR pixels a classical kernel reaches when upscaling (Lanczos-3: 3), with a margin.
-CLASSICAL_OVERLAP = 4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,37 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _classical_upscaler(method: str, scale: float | None):
-    if method not in imresize.RESIZE_KERNELS:
-        valid = ", ".join(sorted(imresize.RESIZE_KERNELS))
-        raise UserError(f"unknown method {method!r}; valid: {valid}")
-    if scale is None or not scale > 0:
-        raise UserError("--scale is required with --method and must be > 0")
-    fn = jax.jit(lambda x: imresize.imresize(x, scale=scale, method=method))
-    return fn, scale, CLASSICAL_OVERLAP
-
-
-def _run(
-    fn: Callable, image: np.ndarray, scale: float, tile: int, overlap: int, batch: int
-) -> np.ndarray:
-    h, w = image.shape[:2]
-    integer = float(scale).is_integer()
-    if tile <= 0 or not integer or (h <= tile and w <= tile):
-        return np.asarray(fn(jnp.asarray(image[None])))[0]
-    bar = tqdm(total=tiling.num_windows(h, w, tile, overlap), unit="tile", disable=None)
-    out = tiling.tiled_apply(
-        lambda x: fn(jnp.asarray(x)),
-        image,
-        scale=int(scale),
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch,
-        progress=bar.update,
-    )
-    bar.close()
-    return out
-
-
 def upscale(args: argparse.Namespace) -> str:
     if args.tile < 0 or args.batch_size < 1 or args.tile_overlap < -1:
         raise UserError("--tile must be >= 0, --batch-size >= 1, --tile-overlap >= -1")
@@ -102,32 +65,27 @@ def upscale(args: argparse.Namespace) -> str:
         raise UserError("--outscale needs --workdir and a factor > 0 (with --method use --scale)")
     if args.self_ensemble and not args.workdir:
         raise UserError("--self-ensemble needs --workdir (a trained model)")
+    if args.method:
+        upscalers.check_method(args.method)
+    if args.method and (args.scale is None or not args.scale > 0):
+        raise UserError("--scale is required with --method and must be > 0")
     image = image_files.read_image(args.input)
     image_files.check_output_path(args.output, overwrite=args.overwrite, has_alpha=image.has_alpha)
     if args.workdir:
-        fn, scale, radius, _ = upscalers.workdir_predictor(args.workdir, args.scale)
-        if args.self_ensemble:
-            fn = upscalers.self_ensemble(fn)
+        up = upscalers.load_upscaler(
+            args.workdir, scale=args.scale, self_ensemble=args.self_ensemble
+        )
     else:
-        fn, scale, radius = _classical_upscaler(args.method, args.scale)
-    overlap = radius if args.tile_overlap < 0 else args.tile_overlap
-    pixels = image.pixels
-    colour, alpha = (pixels[..., :-1], pixels[..., -1:]) if image.has_alpha else (pixels, None)
-    grey = colour.shape[-1] == 1
-    if grey and args.workdir:
-        colour = np.repeat(colour, 3, axis=-1)  # RGB models see a grey image as R = G = B.
-    out = _run(fn, colour, scale, args.tile, overlap, args.batch_size)
-    if grey and args.workdir:
-        out = out.mean(axis=-1, keepdims=True)
-    if args.outscale is not None:
-        size = tuple(max(1, int(args.outscale * n)) for n in pixels.shape[:2])
-        if size != out.shape[:2]:
-            out = np.asarray(imresize.imresize(jnp.asarray(out), output_shape=size))
-    if alpha is not None:
-        alpha_up = imresize.imresize(jnp.asarray(alpha), output_shape=out.shape[:2])
-        out = np.concatenate([out, np.asarray(alpha_up)], axis=-1)
+        up = upscalers.classical(args.method, args.scale)
+    up = dataclasses.replace(
+        up, tile=args.tile, overlap=args.tile_overlap, batch_size=args.batch_size
+    )
+    h, w = image.pixels.shape[:2]
+    windows = tiling.num_windows(h, w, args.tile, up.receptive_radius) if args.tile else 0
+    with tqdm(total=windows, unit="tile", disable=None if windows > 1 else True) as bar:
+        out = up.upscale_pixels(image.pixels, outscale=args.outscale, progress=bar.update)
     image_files.write_image(args.output, out, bit_depth=image.bit_depth)
-    return f"{args.input} ({pixels.shape[1]}x{pixels.shape[0]}) -> {args.output} " + (
+    return f"{args.input} ({w}x{h}) -> {args.output} " + (
         f"({out.shape[1]}x{out.shape[0]}, {image.bit_depth}-bit)"
     )
 

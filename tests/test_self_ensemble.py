@@ -36,7 +36,7 @@ def test_a_ramp_added_by_the_model_averages_to_its_mean(h, w):
         return up + c * ramp
 
     x = jax.random.uniform(jax.random.key(0), (2, h, w, 3))
-    got = np.asarray(upscalers.self_ensemble(predict)(x))
+    got = np.asarray(upscalers.geometric_self_ensemble(predict)(x))
     want = np.asarray(_nearest(x, s)) + c / 2
     np.testing.assert_allclose(got, want, atol=1e-6)
 
@@ -48,7 +48,7 @@ def test_an_equivariant_upscaler_is_unchanged():
     def predict(batch):
         return imresize.imresize(batch[0], scale=3, method="bicubic")[None]
 
-    got = upscalers.self_ensemble(predict)(x)
+    got = upscalers.geometric_self_ensemble(predict)(x)
     np.testing.assert_allclose(np.asarray(got), np.asarray(predict(x)), atol=1e-5)
 
 
@@ -67,7 +67,7 @@ def _numpy_ensemble(predict, x: np.ndarray) -> np.ndarray:
 
 def test_model_ensemble_matches_reference_and_tiles_exactly(tiny_sr_workdir):
     predict, scale, radius, _ = upscalers.workdir_predictor(tiny_sr_workdir)
-    ensemble = upscalers.self_ensemble(predict)
+    ensemble = upscalers.geometric_self_ensemble(predict)
     image = np.random.default_rng(2).random((21, 34, 3), dtype=np.float32)
     whole = np.asarray(ensemble(jnp.asarray(image[None])))[0]
     want = _numpy_ensemble(predict, image[None])[0]

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genres_jax.inference.upscalers import CLASSICAL_OVERLAP
 from genres_jax.models import sr_registry
 from genres_jax.ops import tiling
 from genres_jax.ops.imresize import imresize
-from genres_jax.upscale import CLASSICAL_OVERLAP
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Feature extractors for the generative metrics: a trained classifier, or InceptionV3.
 
-FID, KID and precision/recall compare sets of feature vectors (`genres_jax.generative_metrics`);
-this module turns images into them. Two kinds:
+FID, KID and precision/recall compare sets of feature vectors
+(`genres_jax.evaluation.generative_metrics`); this module turns images into them. Two kinds:
 
 * a classifier workdir trained by the project (``task: classifier``): features are its
   embedding (`ConvClassifier.embed`). The default for Fashion-MNIST is the shipped
@@ -128,16 +128,16 @@ def _classifier_input_shape(workdir: str, config) -> tuple[int, int, int]:
 
 def load_classifier(workdir: str) -> FeatureExtractor:
     """The embedding of a trained classifier workdir (``best/`` or its latest checkpoint)."""
-    from genres_jax.tasks import classifier  # Deferred: the task registry imports every model.
+    from genres_jax import tasks  # Deferred: task modules import their model families.
 
     config = workdirs.load_config(workdir)
-    if config.get("task") != "classifier":
+    if not tasks.supports(config.get("task"), "embed"):
         raise ExtractorError(
             f"{workdir!r} is a {config.get('task')!r} workdir; a feature extractor directory "
-            "must be a trained classifier (task 'classifier')"
+            f"must be a trained classifier (task {' or '.join(tasks.names_supporting('embed'))})"
         )
     params, _, origin = workdirs.load_inference_params(workdir)
-    model = classifier.build_model(config)
+    model = tasks.get(config.task).build_model(config)
     params = jax.tree.map(jnp.asarray, params)
     return FeatureExtractor(
         name=os.path.basename(os.path.normpath(workdir)),

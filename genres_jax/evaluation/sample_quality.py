@@ -7,7 +7,7 @@ images' size as the training pipeline resizes) in the feature space of one extra
 ``kid_stderr/<extractor>``, ``precision/<extractor>``, ``recall/<extractor>``. Generated images
 are quantised to 8 bits first, as if saved. Features are computed batch by batch on every
 device (batches sharded over the ``data`` mesh axis), statistics are accumulated with the
-streaming update of `genres_jax.generative_metrics`, and the real data's features and
+streaming update of `genres_jax.evaluation.generative_metrics`, and the real data's features and
 statistics are computed once and cached in ``<workdir>/reference_stats/`` (the file name holds
 the extractor's name and fingerprint, dataset, split, image size and record count).
 
@@ -16,7 +16,7 @@ KID: the unbiased MMD^2 of the cubic kernel, averaged over B = N // ``kid_subset
 independent, so ``kid_stderr`` = std(ddof=1) / sqrt(B) is the standard error of the reported
 mean (random overlapping subsets, as in the KID paper's code, would understate it).
 
-The VAE's likelihood bounds are in `genres_jax.vae_eval`.
+The VAE's likelihood bounds are in `genres_jax.evaluation.vae_bounds`.
 """
 
 from __future__ import annotations
@@ -35,30 +35,12 @@ import numpy as np
 
 from genres_jax.data import pipeline, sources
 from genres_jax.evaluation import features, generative_metrics, vae_bounds
-from genres_jax.train import sharding
-
-
-def config_block() -> ml_collections.ConfigDict:
-    """The ``generative_eval`` block of a GAN/VAE config (defaults for configs without one)."""
-    return ml_collections.ConfigDict(
-        {
-            "num_samples": 10_000,  # Generated images per evaluation.
-            "batch_size": 500,  # Images per device call (a multiple of the device count).
-            "feature_extractor": "",  # "" = the dataset's default; a classifier dir or .npz.
-            "reference_split": "",  # "" = dataset.eval_split.
-            "reference_max_records": 10_000,  # 0 = the whole split.
-            "kid_subset_size": 1_000,
-            "pr_k": 3,  # k-th nearest neighbour radius of precision/recall.
-            "iw_samples": 64,  # VAE: importance samples per test image.
-            "iw_max_records": 0,  # VAE: test images for the bound; 0 = the whole split.
-            "seed": 0,
-        }
-    )
+from genres_jax.train import defaults, sharding
 
 
 def settings_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``config.generative_eval`` over the defaults of `config_block`."""
-    merged = config_block()
+    """``config.generative_eval`` over the defaults of `defaults.generative_eval`."""
+    merged = defaults.generative_eval()
     block = config.get("generative_eval")
     if block:
         merged.update(dict(block))
@@ -116,10 +98,13 @@ def reference(
     ops = [pipeline.ImageRecord(image_size=h, center_crop=dataset.get("center_crop", False))]
     embed = jax.jit(lambda p, x: extractor.features(p, x.astype(jnp.float32) / 255.0))
 
+    records, rows = sharding.eval_batch_rows(batch_size)
+
     def batches():
         for host_batch in pipeline.eval_batches(
             source,
-            batch_size=sharding.per_process(batch_size),
+            batch_size=records,
+            rows=rows,
             operations=ops,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
@@ -217,8 +202,14 @@ def sample_features(
     num: int,
     key: jax.Array,
     mesh,
+    per_batch: int = 0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, ...]]:
-    """Features and statistics of ``num`` generated images (8-bit quantised), and their shape."""
+    """Features and statistics of ``num`` generated images (8-bit quantised), and their shape.
+
+    ``per_batch`` > 0 keeps the first ``per_batch`` images of each ``sampler`` call: a batch
+    padded to the device count then adds nothing, and the images compared are the same for any
+    number of devices (a batch's first rows do not depend on its size).
+    """
     embed = jax.jit(lambda p, x: extractor.features(p, quantize(x)))
     shape: list[tuple[int, ...]] = []
 
@@ -227,7 +218,8 @@ def sample_features(
         while done < num:
             images = sampler(jax.random.fold_in(key, i))
             shape.append(tuple(images.shape[1:]))
-            feats = sharding.gather_to_host(embed(extractor.params, images))[: num - done]
+            feats = sharding.gather_to_host(embed(extractor.params, images))
+            feats = feats[: min(num - done, per_batch or len(feats))]
             done, i = done + len(feats), i + 1
             yield feats
 
@@ -248,7 +240,12 @@ def sample_quality(
     """(metrics, what was compared) for the images ``sampler(rng)`` makes."""
     key = jax.random.key(cfg.seed)
     fake, fake_stats, _ = sample_features(
-        sampler, extractor, cfg.num_samples, jax.random.fold_in(key, 0), mesh
+        sampler,
+        extractor,
+        cfg.num_samples,
+        jax.random.fold_in(key, 0),
+        mesh,
+        per_batch=cfg.batch_size,
     )
     ref = reference(
         extractor,
@@ -291,8 +288,9 @@ class TrainingEvaluator:
         self.cache_dir = os.path.join(workdir, "reference_stats")
         self.extractor = features.resolve(self.cfg.feature_extractor, config.dataset.name)
         sized = config.copy_and_resolve_references()
-        sized.num_samples = self.cfg.batch_size
+        sized.num_samples = sharding.padded_batch_size(self.cfg.batch_size)
         task = tasks.make(sized, self.image_shape)
+        self.likelihood = tasks.supports(config.task, "likelihood")
         self._sample = jax.jit(lambda state, rng: task.sample_images(state, rng)["samples"])
 
     def __call__(self, state: Any) -> dict[str, float]:
@@ -306,7 +304,7 @@ class TrainingEvaluator:
             self.cache_dir,
             self.mesh,
         )
-        if self.config.task == "vae":
+        if self.likelihood:
             metrics.update(
                 vae_bounds.vae_likelihood(
                     self.config,

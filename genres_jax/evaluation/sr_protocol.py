@@ -2,8 +2,8 @@
 
 Each LR image is upscaled whole or by tiles (`genres_jax.ops.tiling`, exact for an overlap of
 at least the model's receptive radius), then compared with its HR image by PSNR and SSIM on RGB
-and on Y (`genres_jax.metrics`: uint8 quantisation, ``crop_border`` pixels removed). Used by
-validation during training and by ``python -m genres_jax.evaluate``.
+and on Y (`genres_jax.evaluation.sr_metrics`: uint8 quantisation, ``crop_border`` pixels
+removed). Used by validation during training and by ``python -m genres_jax.evaluate``.
 """
 
 from __future__ import annotations
@@ -64,14 +64,14 @@ def best_metric(config) -> str:
     if choice == "lpips" and not has_lpips:
         raise ValueError(
             "sr_eval.best_metric='lpips' needs LPIPS weights: pass --config.sr_eval.lpips_weights="
-            "FILE (see genres_jax.lpips for how to make it)"
+            "FILE (see genres_jax.evaluation.lpips for how to make it)"
         )
     if choice != "auto":
         return choice
     loss = config.get("loss", {})
     perceptual = float(loss.get("perceptual_weight", 0.0)) > 0
     adversarial = float(loss.get("adversarial_weight", 0.0)) > 0
-    if config.get("task") != "gan_sr" or not (perceptual or adversarial):
+    if not (perceptual or adversarial):
         return "psnr_y"
     return "lpips" if has_lpips else "latest"
 

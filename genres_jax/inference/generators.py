@@ -5,6 +5,7 @@ sampling and upscaling (an SR workdir, a classical method or none) as one jitted
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -12,25 +13,36 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from genres_jax import UserError
 from genres_jax.inference import upscalers
-from genres_jax.ops import imresize
 from genres_jax.train import sharding, workdirs
-
-GENERATIVE_TASKS = ("gan", "vae")
 
 
 @dataclasses.dataclass(frozen=True)
 class Generator:
-    """A restored GAN/VAE: ``sample(state, rng)`` -> (batch_size, H, W, C) images in [0, 1]."""
+    """A restored GAN/VAE: ``sample(state, rng)`` -> (batch_size, H, W, C) images in [0, 1].
+
+    ``gen(rng, num)`` draws ``num`` images on the host, batch i from ``fold_in(rng, i)``,
+    exactly as ``python -m genres_jax.sample`` does.
+    """
 
     config: Any
     state: Any
     sample: Callable[[Any, jax.Array], jax.Array]
     image_shape: tuple[int, int, int]
     info: dict[str, Any]
+    mesh: Any = None
+
+    @functools.cached_property
+    def _sampler(self) -> Callable[[jax.Array], jax.Array]:
+        return make_sampler(self, mesh=self.mesh)
+
+    def __call__(self, rng: jax.Array, num: int) -> np.ndarray:
+        """``num`` samples as float32 (num, H, W, C) in [0, 1] (EMA generator / VAE prior)."""
+        if num < 1:
+            raise UserError(f"the number of samples must be >= 1, got {num}")
+        return draw(self._sampler, num, rng)
 
 
 def image_shape_of(config) -> tuple[int, int, int]:
@@ -46,29 +58,28 @@ def _restore_state(workdir: str, abstract_state: Any, mesh) -> tuple[Any, int]:
     target = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state
     )
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    if not os.path.isdir(ckpt_dir):
-        raise workdirs.WorkdirError(f"{workdir!r} holds no checkpoints/")
-    options = ocp.CheckpointManagerOptions(read_only=True)
-    with ocp.CheckpointManager(ckpt_dir, options=options) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise workdirs.WorkdirError(f"{workdir!r} holds no complete checkpoint")
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        return workdirs.restore(manager, step, args, workdir)["state"], int(step)
+    return workdirs.read_checkpoint(os.path.join(workdir, "checkpoints"), "state", workdir, target)
 
 
-def load_generator(workdir: str, *, batch_size: int, data_dir: str = "", mesh=None) -> Generator:
-    """The latest checkpoint of a GAN/VAE workdir, sampling ``batch_size`` images per call."""
+def load_generator(
+    workdir: str, *, batch_size: int = 256, data_dir: str = "", mesh=None
+) -> Generator:
+    """The latest checkpoint of a GAN/VAE workdir, sampling ``batch_size`` images per call.
+
+    ``batch_size`` is rounded up to a multiple of the device count (the batch is split over
+    every device). ``data_dir`` is the TFDS folder of the workdir's dataset, read once for the
+    image shape. `WorkdirError` for a workdir that is not a generative model.
+    """
     from genres_jax import tasks  # Deferred: the registry imports every model family.
 
     config = workdirs.load_config(workdir)
-    if config.get("task") not in GENERATIVE_TASKS:
+    if not tasks.supports(config.get("task"), "generate"):
         raise workdirs.WorkdirError(
             f"{workdir!r} is a {config.get('task')!r} workdir, not a generative model "
-            f"({', '.join(GENERATIVE_TASKS)})"
+            f"({', '.join(tasks.names_supporting('generate'))})"
         )
     config = config.copy_and_resolve_references()
+    batch_size = sharding.padded_batch_size(batch_size)
     config.num_samples = batch_size
     if data_dir:
         config.dataset.data_dir = data_dir
@@ -86,6 +97,7 @@ def load_generator(workdir: str, *, batch_size: int, data_dir: str = "", mesh=No
         sample=lambda s, rng: task.sample_images(s, rng)["samples"],
         image_shape=image_shape,
         info=info,
+        mesh=mesh,
     )
 
 
@@ -97,10 +109,11 @@ def _identity(params: Any, images: jax.Array) -> jax.Array:
     return images
 
 
-def load_upscaler(
+def cascade_upscaler(
     upscaler: str | None = None, method: str | None = None, scale: int | None = None
 ) -> tuple[Upscale, Any, int, dict[str, Any]]:
-    """(fn(params, images), params, scale, description) for an SR workdir, a method, or none.
+    """(fn(params, images), params, scale, description) for an SR workdir, a method, or none:
+    the second stage of the cascade, jitted together with sampling by `make_sampler`.
 
     Outputs are clipped to [0, 1], as a saved image would be.
     """
@@ -121,15 +134,14 @@ def load_upscaler(
         info = {"upscaler": upscaler, "model": config.model.name, "weights": origin, "step": step}
         return apply_sr, jax.tree.map(jnp.asarray, params), int(config.scale), info
     if method:
-        if method not in imresize.RESIZE_KERNELS:
-            valid = ", ".join(sorted(imresize.RESIZE_KERNELS))
-            raise UserError(f"unknown method {method!r}; valid: {valid}")
+        upscalers.check_method(method)
         if scale is None or scale < 1:
             raise UserError("--scale (an integer >= 1) is required with --method")
+        resize = upscalers.classical_predict(method, scale)
 
         def apply_classical(p, images):
             del p
-            return jnp.clip(imresize.imresize(images, scale=scale, method=method), 0.0, 1.0)
+            return jnp.clip(resize(images), 0.0, 1.0)
 
         return apply_classical, None, int(scale), {"upscaler": method, "scale": int(scale)}
     if scale not in (None, 1):

@@ -6,7 +6,7 @@ blocks exclude padding from their averages, and the pool branch of the last E bl
 *max* pool with stride 1. Every conv is ``BasicConv2d``: conv without bias, BatchNorm
 (eps 1e-3, running statistics), ReLU. Submodules carry torchvision's names (``Mixed_5b``,
 ``branch3x3dbl_2``, ``conv``, ``bn``) so converted weights map one to one
-(`genres_jax.features.convert_torch_inception`).
+(`genres_jax.evaluation.features.convert_torch_inception`).
 
 Input: images (N, 299, 299, 3) in [0, 1]; they are mapped to [-1, 1] here. No weights ship with
 the project: they are loaded from a user-supplied file.

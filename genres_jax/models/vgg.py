@@ -4,7 +4,7 @@ Only the convolutional part ("features" in torchvision): 16 3x3 convs with ReLU 
 of 2, 2, 4, 4, 4 convs (64, 128, 256, 512, 512 channels), each stage ended by a 2x2 max pool.
 Every intermediate is reachable by its usual name: ``convS_K`` (the conv output, before its
 ReLU), ``reluS_K`` and ``poolS``. The input is an ImageNet-normalised NHWC image (see
-``genres_jax.perceptual``); nothing past the deepest requested layer is computed.
+``genres_jax.losses.perceptual``); nothing past the deepest requested layer is computed.
 
 ImageNet weights cannot be downloaded here: convert torchvision's once, on a machine with torch::
 

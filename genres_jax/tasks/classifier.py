@@ -22,6 +22,9 @@ from genres_jax.models import classifier as classifier_models
 from genres_jax.tasks import base
 from genres_jax.train import optim, precision
 
+# What its workdirs support beyond training (`genres_jax.tasks`).
+CAPABILITIES = frozenset({"embed"})
+
 
 class ClassifierState(flax.struct.PyTreeNode):
     step: jax.Array

@@ -23,6 +23,9 @@ from genres_jax.tasks import base
 from genres_jax.train import ema, optim, precision
 from genres_jax.train.sharding import constrain_batch
 
+# What its workdirs support beyond training (`genres_jax.tasks`).
+CAPABILITIES = frozenset({"generate", "sample_quality"})
+
 
 class GanState(flax.struct.PyTreeNode):
     """Everything a GAN run checkpoints, as one pytree."""
@@ -185,10 +188,7 @@ def _train_step(
         )
         return g_loss_of_fakes(fakes), stats
 
-    # The EMA's decay ramps up over the first steps (as TensorFlow's moving average with
-    # num_updates) so short runs are not dominated by the random initial weights.
-    step_f = state.step.astype(jnp.float32)
-    decay = jnp.minimum(ema_decay, (1.0 + step_f) / (10.0 + step_f))
+    decay = ema.warmed_up_decay(state.step, ema_decay)
 
     def g_update(_):
         if shared_fakes:

@@ -7,7 +7,7 @@ With ``sr = G(lr)`` and the weights of ``config.loss``, one step minimises
     L_D = adv_D(D(hr), D(stop_gradient(sr)))
 
 ``pixel`` is L1 (or Charbonnier), ``perceptual`` the VGG19 feature distance of
-`genres_jax.perceptual` on named layers (``conv5_4`` is ESRGAN's pre-activation choice), and
+`genres_jax.losses.perceptual` on named layers (``conv5_4`` is ESRGAN's pre-activation choice), and
 adv_G / adv_D a `genres_jax.losses` objective: "vanilla" (non-saturating), "relativistic"
 (relativistic average, ESRGAN) or "hinge". Both losses are evaluated at the step's current
 (G, D) and both networks are updated from them, as ESRGAN's training code does (a generator
@@ -49,6 +49,9 @@ from genres_jax.ops import degradations, sharpen
 from genres_jax.tasks import base, pair_pool, sr
 from genres_jax.tasks import gan_sr_parts as parts
 from genres_jax.train import ema, optim, precision
+
+# What its workdirs support beyond training (`genres_jax.tasks`).
+CAPABILITIES = frozenset({"upscale"})
 
 validate = parts.validate
 
@@ -225,9 +228,7 @@ def _train_step(
     g_params = optax.apply_updates(state.g_params, g_updates)
     metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
 
-    # EMA decay warm-up as in tasks.sr: early EMA weights follow training.
-    step_f = state.step.astype(jnp.float32)
-    decay = jnp.minimum(ema_decay, (1.0 + step_f) / (10.0 + step_f))
+    decay = ema.warmed_up_decay(state.step, ema_decay)
     new_state = state.replace(
         step=state.step + 1,
         g_params=g_params,

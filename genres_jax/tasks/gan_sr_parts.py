@@ -31,7 +31,7 @@ DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
     "unet": sr_discriminators.UNetDiscriminatorSN,
 }
 
-# ``config.loss.adversarial`` -> the objective's name in `genres_jax.losses.GAN_LOSSES`.
+# ``config.loss.adversarial`` -> the objective's name in `genres_jax.losses.adversarial.GAN_LOSSES`.
 # "vanilla" is the standard (non-saturating, binary cross-entropy) GAN, as ESRGAN's code calls
 # it; "relativistic" is the relativistic average GAN of ESRGAN.
 ADVERSARIAL_LOSSES: dict[str, str] = {
@@ -111,7 +111,7 @@ class LossSettings:
     perceptual_weight: float
     perceptual_layers: tuple[tuple[str, float], ...]
     perceptual_distance: str
-    adversarial: str  # A key of losses.GAN_LOSSES.
+    adversarial: str  # A key of adversarial.GAN_LOSSES.
     adversarial_weight: float
 
 

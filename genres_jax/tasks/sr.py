@@ -23,6 +23,9 @@ from genres_jax.models import sr_registry
 from genres_jax.tasks import base
 from genres_jax.train import ema, optim, precision
 
+# What its workdirs support beyond training (`genres_jax.tasks`).
+CAPABILITIES = frozenset({"upscale"})
+
 
 class SrState(flax.struct.PyTreeNode):
     step: jax.Array
@@ -72,9 +75,7 @@ def _train_step(state: SrState, batch, rng, *, model, tx, pixel_loss, ema_decay)
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    step_f = state.step.astype(jnp.float32)
-    # Warm-up of the EMA decay, as for the GAN generator: early EMA weights follow training.
-    decay = jnp.minimum(ema_decay, (1.0 + step_f) / (10.0 + step_f))
+    decay = ema.warmed_up_decay(state.step, ema_decay)
     new_state = state.replace(
         step=state.step + 1,
         params=params,

@@ -2,9 +2,9 @@
 
 Straight-line on purpose; each banner is one stage. The loop runs the same code on 1 device,
 N devices and N hosts: every batch is split over the ``(data, model)`` mesh and the state is
-replicated, or with ``mesh.model`` > 1 sharded over ``model`` (`genres_jax.sharding`). Metrics
+replicated, or with ``mesh.model`` > 1 sharded over ``model`` (`genres_jax.train.sharding`). Metrics
 reach the host every ``log_every`` steps only. A run resumes from the newest complete checkpoint
-in its workdir, skips non-finite steps (`genres_jax.guards`) and on SIGTERM or SIGINT stops
+in its workdir, skips non-finite steps (`genres_jax.train.nonfinite`) and on SIGTERM or SIGINT stops
 after the current step with a checkpoint.
 """
 
@@ -161,7 +161,7 @@ def train_and_evaluate(
         generative = None
         if (
             eval_step is not None
-            and config.task in ("gan", "vae")
+            and tasks.supports(config.task, "sample_quality")
             and config.get("generative_eval")
         ):
             generative = sample_quality.TrainingEvaluator(config, workdir, image_shape, mesh)
