@@ -230,6 +230,19 @@ def test_evaluate_bicubic_on_a_folder(tmp_path, capsys):
     assert rc == 2 and "exists" in capsys.readouterr().err
 
 
+# The README's validation figures for the shipped weights (mean Y-PSNR / Y-SSIM, 2 photos).
+README_VALIDATION = {SHIPPED_X2: (33.71, 0.9473), SHIPPED_X4: (28.75, 0.8465)}
+
+
+def _recorded_validation(workdir: str) -> dict:
+    """The validation the training run logged for the step its best/ weights come from."""
+    (step,) = (int(name) for name in os.listdir(os.path.join(workdir, "best")))
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    (record,) = [r for r in records if r["kind"] == "eval" and r["step"] == step]
+    return record
+
+
 @pytest.mark.parametrize(("workdir", "scale", "gain"), [(SHIPPED_X2, 2, 2.0), (SHIPPED_X4, 4, 1.0)])
 def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys, workdir, scale, gain):
     rc = _run(evaluate.main, "--workdir", workdir, "--data-dir", sr_data_dir)
@@ -240,6 +253,15 @@ def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys, workdir, sc
     assert model["data"] == bicubic["data"] == "sr_photos_local:validation"
     assert model["scale"] == scale
     assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + gain
+    # Weights written before the package was regrouped give what their run recorded (and so
+    # the README's figures): same loading, same protocol.
+    recorded = _recorded_validation(workdir)
+    for key in ("psnr_y", "psnr_rgb"):
+        assert model["mean"][key] == pytest.approx(recorded[key], abs=2e-3), key
+    for key in ("ssim_y", "ssim_rgb"):
+        assert model["mean"][key] == pytest.approx(recorded[key], abs=2e-5), key
+    psnr, ssim = README_VALIDATION[workdir]
+    assert round(model["mean"]["psnr_y"], 2) == psnr and round(model["mean"]["ssim_y"], 4) == ssim
 
 
 def test_evaluate_image_too_small_for_ssim(tmp_path, capsys):
