@@ -33,12 +33,11 @@ SR_MODELS = {
 DISCRIMINATORS = {"vgg": {"features": 4, "hidden": 8}, "unet": {"features": 4}}
 # Not a multiple of 3 or 8: evaluation pads each batch to the device count.
 EVAL_BATCH = 50
-# The evaluation paths whose numbers could depend on the device count, compared between
-# 1, 3 and 8 devices: GAN (discriminator metrics, FID/KID/precision/recall of samples) and VAE
-# (ELBO, importance-weighted bound, FID). They train on the same batch (24 = a multiple of 1, 3
-# and 8) everywhere, so that BatchNorm statistics are the same too. (SR validation upscales
-# image by image with the weights replicated: the device count does not enter it.)
-COMPARED = ("dcgan_fashion_mnist", "vae_conv_fashion_mnist")
+# One config per evaluation path, its numbers compared between 1, 3 and 8 devices: GAN
+# (discriminator metrics, FID/KID/precision/recall of samples), VAE (ELBO, importance-weighted
+# bound, FID), classifier accuracy and SR validation. They train on the same batch (24 = a
+# multiple of 1, 3 and 8) everywhere, so that BatchNorm statistics are the same too.
+COMPARED = ("dcgan_fashion_mnist", "vae_conv_fashion_mnist", "classifier_fashion_mnist", "edsr_x2")
 
 
 def tiny_for_devices(name: str, fm_data_dir: str, sr_data_dir: str):
