@@ -44,15 +44,20 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
         if not flags.FLAGS.config or not flags.FLAGS.workdir:
-            _fail(f"--config and --workdir are required\n{usage}")
+            _fail(f"--config and --workdir are required ({usage})")
         _CONFIG.value.get("task")
     except (KeyError, AttributeError) as e:
+        if "get_config" in str(e):
+            named = [a.split("=", 1)[1] for a in argv if a.startswith(("--config=", "-config="))]
+            if not named and "--config" in argv[:-1]:
+                named = [argv[argv.index("--config") + 1]]
+            _fail(f"config file {' '.join(named) or '--config'} has no get_config() function")
         detail = e
         while isinstance(detail, BaseException) and detail.args:  # KeyError inside AttributeError.
             detail = detail.args[0]
         _fail(f"unknown config key in an override: {_one_line(detail)}")
     except flags.Error as e:
-        _fail(f"{_one_line(e)}\n{usage}")
+        _fail(f"{_one_line(e)} (usage: {usage.removeprefix('usage: ')})")
     except SyntaxError as e:
         _fail(f"config file {e.filename}:{e.lineno}: {e.msg}")
     except Exception as e:  # noqa: BLE001 - any other failure to load the file is the user's.
@@ -69,16 +74,15 @@ def main(argv: list[str]) -> int:
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
-    from genres_jax import UserError
+    from genres_jax import cli
     from genres_jax.train import trainer
 
-    try:
+    def body() -> None:
         trainer.train_and_evaluate(
             _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
         )
-    except UserError as e:
-        _fail(str(e))
-    return 0
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

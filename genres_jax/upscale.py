@@ -6,8 +6,9 @@
 PNG or JPEG in and out; grey, RGB and RGBA (alpha upscaled with bicubic); 16-bit PNGs stay
 16-bit. Large images are processed in tiles of ``--tile`` LR pixels with ``--tile-overlap``
 pixels of context (default: the model's receptive radius, which makes the tiled result equal to
-the whole-image one), so device memory stays bounded whatever the image size. An existing
-OUTPUT is never replaced without ``--overwrite``.
+the whole-image one), so device memory stays bounded whatever the image size. A JPEG's EXIF
+orientation is applied on reading, so the output is upright. An existing OUTPUT is never
+replaced without ``--overwrite``, also not by a second command racing for the same OUTPUT.
 
 ``--self-ensemble`` (with ``--workdir``) averages the model over the 8 rotations and flips of
 the input, EDSR's "+" inference: 8x the compute for a small PSNR gain.
@@ -26,24 +27,26 @@ import sys
 from absl import logging
 from tqdm import tqdm
 
-from genres_jax import UserError
+from genres_jax import UserError, cli
 from genres_jax.inference import image_files, upscalers
 from genres_jax.ops import imresize, tiling
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m genres_jax.upscale", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("input", help="PNG or JPEG image to upscale")
     p.add_argument("output", help="where to write the result (.png, .jpg or .jpeg)")
-    p.add_argument("--scale", type=float, help="upscaling factor (a workdir's own by default)")
+    p.add_argument(
+        "--scale", type=cli.positive_float, help="upscaling factor (a workdir's own by default)"
+    )
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--method", help=f"classical: {', '.join(sorted(imresize.RESIZE_KERNELS))}")
     how.add_argument("--workdir", help="a trained super-resolution workdir, e.g. weights/edsr_x2")
     p.add_argument(
         "--outscale",
-        type=float,
+        type=cli.positive_float,
         help="with --workdir: resize the model's output to this factor of the input (bicubic)",
     )
     p.add_argument(
@@ -51,26 +54,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --workdir: average the model over the 8 rotations and flips (8x the compute)",
     )
-    p.add_argument("--tile", type=int, default=256, help="LR tile size; 0 = whole image at once")
-    p.add_argument("--tile-overlap", type=int, default=-1, help="-1 = the model's receptive radius")
-    p.add_argument("--batch-size", type=int, default=1, help="tiles per device call")
+    p.add_argument(
+        "--tile",
+        type=cli.nonnegative_int,
+        default=256,
+        help="LR tile size; 0 = whole image at once",
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=cli.int_at_least(-1),
+        default=-1,
+        help="-1 = the model's receptive radius",
+    )
+    p.add_argument("--batch-size", type=cli.positive_int, default=1, help="tiles per device call")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     return p.parse_args(argv)
 
 
 def upscale(args: argparse.Namespace) -> str:
-    if args.tile < 0 or args.batch_size < 1 or args.tile_overlap < -1:
-        raise UserError("--tile must be >= 0, --batch-size >= 1, --tile-overlap >= -1")
-    if args.outscale is not None and (not args.workdir or not args.outscale > 0):
-        raise UserError("--outscale needs --workdir and a factor > 0 (with --method use --scale)")
+    if args.outscale is not None and not args.workdir:
+        raise UserError("--outscale needs --workdir (with --method use --scale)")
     if args.self_ensemble and not args.workdir:
         raise UserError("--self-ensemble needs --workdir (a trained model)")
     if args.method:
         upscalers.check_method(args.method)
-    if args.method and (args.scale is None or not args.scale > 0):
-        raise UserError("--scale is required with --method and must be > 0")
+    if args.method and args.scale is None:
+        raise UserError("--scale is required with --method")
+    image_files.check_output_path(args.output, overwrite=args.overwrite, inputs=(args.input,))
     image = image_files.read_image(args.input)
-    image_files.check_output_path(args.output, overwrite=args.overwrite, has_alpha=image.has_alpha)
+    image_files.check_output_path(
+        args.output, overwrite=args.overwrite, has_alpha=image.has_alpha, inputs=(args.input,)
+    )
     if args.workdir:
         up = upscalers.load_upscaler(
             args.workdir, scale=args.scale, self_ensemble=args.self_ensemble
@@ -81,24 +95,24 @@ def upscale(args: argparse.Namespace) -> str:
         up, tile=args.tile, overlap=args.tile_overlap, batch_size=args.batch_size
     )
     h, w = image.pixels.shape[:2]
+    up.check_memory(image.pixels.shape, outscale=args.outscale)
     windows = tiling.num_windows(h, w, args.tile, up.receptive_radius) if args.tile else 0
     with tqdm(total=windows, unit="tile", disable=None if windows > 1 else True) as bar:
         out = up.upscale_pixels(image.pixels, outscale=args.outscale, progress=bar.update)
-    image_files.write_image(args.output, out, bit_depth=image.bit_depth)
-    return f"{args.input} ({w}x{h}) -> {args.output} " + (
-        f"({out.shape[1]}x{out.shape[0]}, {image.bit_depth}-bit)"
-    )
+    image_files.write_image(args.output, out, bit_depth=image.bit_depth, overwrite=args.overwrite)
+    depth = image_files.written_bit_depth(args.output, image.bit_depth)
+    note = "" if depth == image.bit_depth else f" from a {image.bit_depth}-bit input; JPEG is 8-bit"
+    size = f"{out.shape[1]}x{out.shape[0]}"
+    return f"{args.input} ({w}x{h}) -> {args.output} ({size}, {depth}-bit{note})"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
-    try:
+    def body() -> None:
+        args = parse_args(argv)
+        logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
         print(upscale(args), file=sys.stderr)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

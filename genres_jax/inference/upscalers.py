@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genres_jax import UserError, tasks
+from genres_jax.cli import memory
 from genres_jax.inference import image_files
 from genres_jax.ops import imresize, tiling
 from genres_jax.train import workdirs
@@ -166,6 +167,7 @@ class Upscaler:
         Real-ESRGAN's ``--outscale``; ``progress(n)`` is told of every n tiles done.
         """
         pixels = np.asarray(pixels, np.float32)
+        self.check_memory(pixels.shape, outscale=outscale)
         has_alpha = pixels.shape[-1] in (2, 4)
         colour, alpha = (pixels[..., :-1], pixels[..., -1:]) if has_alpha else (pixels, None)
         grey = colour.shape[-1] == 1 and self.rgb
@@ -182,6 +184,28 @@ class Upscaler:
             alpha_up = imresize.imresize(jnp.asarray(alpha), output_shape=out.shape[:2])
             out = np.concatenate([out, np.asarray(alpha_up)], axis=-1)
         return out
+
+    def output_size(self, height: int, width: int, outscale: float | None = None) -> tuple:
+        """(H, W) of the result for an input of that size."""
+        factor = self.scale if outscale is None else outscale
+        return tuple(max(1, int(factor * n)) for n in (height, width))
+
+    def check_memory(self, shape: tuple, *, outscale: float | None = None) -> None:
+        """`MemoryBudgetError` before any work if the result cannot fit in host memory.
+
+        Counted: the model's output and the resized one (float32), and as much again for the
+        stitching, resizing and quantising temporaries.
+        """
+        h, w = shape[:2]
+        channels = max(3, shape[-1]) if len(shape) == 3 else 3
+        model_h, model_w = self.output_size(h, w)
+        out_h, out_w = self.output_size(h, w, outscale)
+        nbytes = 2 * 4 * channels * (model_h * model_w + (out_h * out_w if outscale else 0))
+        memory.check_fits(
+            nbytes,
+            f"upscaling {w}x{h} pixels to {out_w}x{out_h}",
+            "ask for a smaller scale or a smaller image",
+        )
 
     def _run(self, image: np.ndarray, progress) -> np.ndarray:
         h, w = image.shape[:2]

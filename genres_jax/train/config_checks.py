@@ -9,6 +9,7 @@ log or save, where the data lives, how validation is shown) may change between r
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
@@ -65,6 +66,9 @@ def _positive_int(config, key: str, minimum: int = 1) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Checks shared by every task; the task's own checks follow in `tasks.validate`."""
+    for key, value in _flatten(_as_json(config)).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number")
     for key in ("batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         _positive_int(config, key)
     for key in ("eval_every", "seed"):
@@ -138,12 +142,19 @@ def _as_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def _has_checkpoints(workdir: str) -> bool:
+    folder = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def check_workdir_config(
-    config: ml_collections.ConfigDict, workdir: str, *, allow_change: bool
+    config: ml_collections.ConfigDict, workdir: str, *, allow_change: bool, dry_run: bool = False
 ) -> bool:
     """Compares ``config`` with ``workdir/config.json``; returns True when the file must be
     (re)written. A difference outside `RESUMABLE_CHANGES` raises `ConfigError` naming the keys,
-    unless ``allow_change``, in which case the old file is kept as ``config.<n>.json``.
+    unless ``allow_change`` or the workdir holds no checkpoint yet (nothing to resume, so a
+    corrected command after a refused one just starts); the old file is then kept as
+    ``config.<n>.json``. ``dry_run`` checks without renaming anything.
     """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
@@ -155,13 +166,13 @@ def check_workdir_config(
         raise ConfigError(f"cannot read {path}: {e}") from None
     current = _as_json(config)
     changed = config_differences(recorded, current)
-    if changed and not allow_change:
+    if changed and not allow_change and _has_checkpoints(workdir):
         raise ConfigError(
             f"{workdir} was written by a different config ({len(changed)} keys differ: "
             + "; ".join(changed)
             + "). Use another --workdir, or pass --allow_config_change to continue anyway."
         )
-    if changed:
+    if changed and not dry_run:
         n = 1
         while os.path.exists(os.path.join(workdir, f"config.{n}.json")):
             n += 1

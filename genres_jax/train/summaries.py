@@ -61,6 +61,10 @@ def truncate_records(path: str, last_step: int) -> None:
     os.replace(tmp, path)
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 class MetricWriter:
     """Appends scalars to ``metrics.jsonl`` and TensorBoard, images to TensorBoard and PNGs."""
 
@@ -83,7 +87,8 @@ class MetricWriter:
         if not self.enabled:
             return
         record = {"step": int(step), "kind": kind}
-        record.update({k: float(v) for k, v in scalars.items()})
+        # Non-finite values are written as null: a bare NaN is not JSON.
+        record.update({k: _finite_or_none(float(v)) for k, v in scalars.items()})
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for name, value in scalars.items():

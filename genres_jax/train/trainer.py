@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from genres_jax import tasks
+from genres_jax.cli import memory, outputs
 from genres_jax.data import inputs, pipeline, sources
 from genres_jax.evaluation import sample_quality, sr_protocol
 from genres_jax.train import (
@@ -89,10 +90,10 @@ def train_and_evaluate(
     except sources.DatasetError as e:
         raise ConfigError(str(e)) from None
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    changed = config_checks.check_workdir_config(config, workdir, allow_change=allow_config_change)
-    if changed and is_chief:
-        config_checks.write_config(config, workdir)
+    outputs.check_folder(workdir, flag="--workdir")
+    changed = config_checks.check_workdir_config(
+        config, workdir, allow_change=allow_config_change, dry_run=True
+    )
 
     # ------------------------------------------------------------------------------- Data.
     mesh = sharding.make_mesh(config.mesh.model)
@@ -108,6 +109,12 @@ def train_and_evaluate(
         worker_count=ds.worker_count,
         read_threads=ds.read_threads,
     )
+    one = pipeline.example_batch(train_source, operations, 1)
+    memory.check_fits(
+        3 * config.batch_size * sum(v.nbytes for v in jax.tree.leaves(one)),
+        f"batch_size={config.batch_size} (three host copies of a batch)",
+        "lower --config.batch_size",
+    )
     train_iter = iter(loader)
     example = pipeline.example_batch(train_source, operations, config.batch_size)
     image_key = next(k for k in ("image", "lr", "hr") if k in example)
@@ -116,6 +123,11 @@ def train_and_evaluate(
     eval_source = eval_operations = None
     if config.eval_every and (task.eval_step is not None or task.predict is not None):
         eval_source, eval_operations = inputs.eval_inputs(config)
+    # The config passed every check and the data opened: only now is the workdir written.
+    os.makedirs(workdir, exist_ok=True)
+    config_checks.check_workdir_config(config, workdir, allow_change=allow_config_change)
+    if changed and is_chief:
+        config_checks.write_config(config, workdir)
 
     # ---------------------------------------------------------------- State, fresh or restored.
     repl = sharding.replicated(mesh)
