@@ -38,7 +38,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from genres_jax import UserError, tasks
+from genres_jax import UserError, cli, tasks
+from genres_jax.cli import outputs
 from genres_jax.data import sources, sr_pairs, sr_photos
 from genres_jax.evaluation import features, sample_quality, sr_protocol, vae_bounds
 from genres_jax.inference import generators, upscalers
@@ -47,20 +48,24 @@ from genres_jax.train import defaults, sharding, workdirs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m genres_jax.evaluate", description=__doc__.split("\n\n")[0]
     )
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--workdir", help="a trained super-resolution workdir")
     how.add_argument("--method", help=f"classical: {', '.join(sorted(imresize.RESIZE_KERNELS))}")
-    p.add_argument("--scale", type=int, help="required with --method; a workdir's own otherwise")
+    p.add_argument(
+        "--scale", type=cli.positive_int, help="required with --method; a workdir's own otherwise"
+    )
     p.add_argument("--hr-dir", help="a folder of HR images (default: the dataset's split)")
     p.add_argument("--dataset", help="dataset name (default: the workdir's, or sr_photos_local)")
     p.add_argument("--split", help="split (default: the workdir's eval split, or validation)")
     p.add_argument("--data-dir", default="", help="TFDS data folder")
-    p.add_argument("--crop-border", type=int, default=-1, help="-1 = the scale")
-    p.add_argument("--tile", type=int, default=192, help="LR tile size for models; 0 = whole")
-    p.add_argument("--max-images", type=int, default=0, help="0 = all")
+    p.add_argument("--crop-border", type=cli.int_at_least(-1), default=-1, help="-1 = the scale")
+    p.add_argument(
+        "--tile", type=cli.nonnegative_int, default=192, help="LR tile size for models; 0 = whole"
+    )
+    p.add_argument("--max-images", type=cli.nonnegative_int, default=0, help="0 = all")
     p.add_argument("--lpips-weights", help="also report LPIPS with this weights file")
     p.add_argument(
         "--self-ensemble",
@@ -75,13 +80,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     gen = p.add_argument_group("GAN and VAE workdirs")
     gen.add_argument("--feature-extractor", default="", help="classifier workdir or Inception .npz")
-    gen.add_argument("--num-samples", type=int, help="generated images (default: the config's)")
-    gen.add_argument("--iw-samples", type=int, help="VAE: importance samples per test image")
+    gen.add_argument(
+        "--num-samples", type=cli.positive_int, help="generated images (default: the config's)"
+    )
+    gen.add_argument(
+        "--iw-samples", type=cli.positive_int, help="VAE: importance samples per test image"
+    )
     gen.add_argument("--upscaler", help="an SR workdir that upscales the samples (cascade)")
     gen.add_argument("--upscale-method", help="upscale the samples classically (with --scale)")
     gen.add_argument(
         "--seed",
-        type=int,
+        type=cli.nonnegative_int,
         help="sampling seed (default: the config's); with --degraded, the degradation's (0)",
     )
     p.add_argument("--output", help="also write the JSON to this file")
@@ -171,8 +180,8 @@ def evaluate_generative(args: argparse.Namespace, config) -> dict:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    if args.output and os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; pass --overwrite to replace it")
+    if args.output is not None:
+        outputs.check_file(args.output, overwrite=args.overwrite, flag="--output")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     lpips = None
@@ -246,24 +255,19 @@ def degraded_pairs(pairs, config, scale: int, seed: int) -> Iterator[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
-    try:
+    def body() -> None:
+        args = parse_args(argv)
+        logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
         # stdout carries the JSON only; libraries that print (TFDS preparing a dataset on
         # first use) go to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             result = evaluate(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    text = json.dumps(result, indent=2, default=lambda x: float(np.asarray(x)))
-    print(text)
-    if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.output)
-    return 0
+        text = json.dumps(result, indent=2, default=lambda x: float(np.asarray(x)))
+        if args.output:
+            outputs.write_text(args.output, text + "\n", overwrite=args.overwrite)
+        print(text)
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ accuracy/precision/recall/ELBO higher). Curves: one PNG per metric and kind (``t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -21,24 +20,33 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from genres_jax import UserError
+from genres_jax import UserError, cli
+from genres_jax.cli import outputs
 
 _LOWER = ("fid", "kid", "loss", "nll", "bits_per_dim", "gradient_penalty")
 _HIGHER = ("psnr", "ssim", "accuracy", "precision", "recall", "elbo", "iw_bound")
 _NOT_PLOTTED = ("step", "kind", "nonfinite", "kid_stderr")
 
 
-def read_metrics(path: str) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl; lines that are not complete JSON objects are skipped."""
+def read_metrics(path: str, warn=None) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; lines that are not complete JSON objects are skipped,
+    and ``warn(message)`` is told how many (a run killed mid-write leaves a cut last line)."""
     records = []
+    skipped = []
     with open(path) as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             try:
                 record = json.loads(line)
             except ValueError:
+                skipped.append(number)
                 continue
             if isinstance(record, dict) and "step" in record:
                 records.append(record)
+            else:
+                skipped.append(number)
+    if skipped and warn is not None:
+        shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        warn(f"{path}: skipped {len(skipped)} line(s) that are not complete records ({shown})")
     return records
 
 
@@ -95,8 +103,8 @@ def build_report(workdirs: Sequence[str], keys: Sequence[str] = ()) -> dict[str,
     for label, workdir in zip(_run_label(workdirs), workdirs, strict=True):
         path = os.path.join(workdir, "metrics.jsonl")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{workdir!r} has no metrics.jsonl")
-        records = read_metrics(path)
+            raise UserError(f"{workdir!r} has no metrics.jsonl")
+        records = read_metrics(path, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
         runs[label] = {
             "workdir": workdir,
             "what": _describe(workdir),
@@ -104,7 +112,14 @@ def build_report(workdirs: Sequence[str], keys: Sequence[str] = ()) -> dict[str,
             "train": series(records, "train"),
             "eval": series(records, "eval"),
         }
-    columns = list(keys) or sorted({k for run in runs.values() for k in run["eval"]})
+    known = sorted({k for run in runs.values() for k in run["eval"]})
+    missing = [k for k in keys if k not in known]
+    if missing:
+        raise UserError(
+            f"--keys {' '.join(missing)}: no run has such an evaluation metric; "
+            f"they have: {', '.join(known) or 'none'}"
+        )
+    columns = list(keys) or known
     header = ["run", "model", "step"]
     for key in columns:
         header.append(f"{key} (last)")
@@ -160,25 +175,27 @@ def plot_curves(report: dict[str, Any], out_dir: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m genres_jax.report", description=__doc__.split("\n\n")[0]
-    )
+    p = cli.ArgumentParser(prog="python -m genres_jax.report", description=__doc__.split("\n\n")[0])
     p.add_argument("workdirs", nargs="+", help="run directories holding metrics.jsonl")
     p.add_argument("--out", default="report", help="folder for report.md and the PNG curves")
     p.add_argument("--keys", nargs="*", default=(), help="evaluation metrics in the table")
-    args = p.parse_args(argv)
-    try:
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+
+    def body() -> None:
+        args = p.parse_args(argv)
+        outputs.check_folder(args.out, flag="--out")
+        target = os.path.join(args.out, "report.md")
+        if os.path.lexists(target) and not args.overwrite:
+            raise UserError(f"{target} exists; pass --overwrite to replace that report")
         report = build_report(args.workdirs, args.keys)
-    except (UserError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    paths = plot_curves(report, args.out)
-    with open(os.path.join(args.out, "report.md"), "w") as f:
-        f.write(report["table"] + "\n\n")
-        f.writelines(f"![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in paths)
-    print(report["table"])
-    print(f"\n{len(paths)} plots and report.md in {args.out}", file=sys.stderr)
-    return 0
+        paths = plot_curves(report, args.out)
+        text = report["table"] + "\n\n"
+        text += "".join(f"![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in paths)
+        outputs.write_text(target, text, overwrite=args.overwrite)
+        print(report["table"])
+        print(f"\n{len(paths)} plots and report.md in {args.out}", file=sys.stderr)
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

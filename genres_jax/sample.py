@@ -26,28 +26,31 @@ import jax
 import numpy as np
 from absl import logging
 
-from genres_jax import UserError
+from genres_jax import UserError, cli
+from genres_jax.cli import outputs
 from genres_jax.inference.generators import cascade_upscaler, draw, load_generator, make_sampler
 from genres_jax.ops import imresize
 from genres_jax.train import summaries
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m genres_jax.sample", description=__doc__.split("\n\n")[0]
-    )
+    p = cli.ArgumentParser(prog="python -m genres_jax.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="a trained GAN or VAE workdir")
     p.add_argument("--upscaler", help="a trained super-resolution workdir")
     p.add_argument(
         "--method", help=f"classical upscaling: {', '.join(sorted(imresize.RESIZE_KERNELS))}"
     )
-    p.add_argument("--scale", type=int, help="with --method: the upscaling factor")
-    p.add_argument("--num", type=int, default=64, help="how many images")
+    p.add_argument("--scale", type=cli.positive_int, help="with --method: the upscaling factor")
+    p.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
     p.add_argument("--out", required=True, help="PNG grid of the samples")
     p.add_argument("--out-dir", help="also write each image as DIR/sample_00000.png, ...")
-    p.add_argument("--columns", type=int, default=0, help="grid columns; 0 = square")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256, help="images per device call")
+    p.add_argument(
+        "--columns", type=cli.nonnegative_int, default=0, help="grid columns; 0 = square"
+    )
+    p.add_argument("--seed", type=cli.nonnegative_int, default=0)
+    p.add_argument(
+        "--batch-size", type=cli.positive_int, default=256, help="images per device call"
+    )
     p.add_argument("--data-dir", default="", help="TFDS data folder of the generator's dataset")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p.parse_args(argv)
@@ -58,8 +61,9 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--num and --batch-size must be >= 1")
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out must be a .png file, got {args.out!r}")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UserError(f"{args.out} exists; pass --overwrite to replace it")
+    outputs.check_file(args.out, overwrite=args.overwrite, flag="--out")
+    if args.out_dir:
+        outputs.check_folder(args.out_dir, flag="--out-dir")
     first = os.path.join(args.out_dir or "", "sample_00000.png")
     if args.out_dir and os.path.exists(first) and not args.overwrite:
         raise UserError(f"{args.out_dir} already holds samples; pass --overwrite")
@@ -67,7 +71,10 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
     batch = min(args.batch_size, args.num)
     generator = load_generator(args.workdir, batch_size=batch, data_dir=args.data_dir)
     images = draw(make_sampler(generator, upscale, params), args.num, jax.random.key(args.seed))
-    summaries.save_png(args.out, summaries.image_grid(images, columns=args.columns or None))
+    grid = summaries.image_grid(images, columns=args.columns or None)
+    outputs.write_file(
+        args.out, lambda tmp: summaries.save_png(tmp, grid), overwrite=args.overwrite
+    )
     written = []
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
@@ -88,17 +95,14 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
-
-    try:
+    def body() -> None:
+        args = parse_args(argv)
+        logging.set_verbosity(logging.ERROR)  # Orbax and TFDS report every file they touch.
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON only.
             result = sample(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0
+        print(json.dumps(result, indent=2))
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

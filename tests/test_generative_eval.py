@@ -233,4 +233,4 @@ def test_usage_errors(gan_run, tmp_path, capsys):
     assert evaluate.main(["--workdir", workdir, "--feature-extractor", workdir]) == 2
     assert "must be a trained classifier" in capsys.readouterr().err
     assert evaluate.main(["--workdir", workdir, "--num-samples", "0"]) == 2
-    assert "--num-samples must be >= 1" in capsys.readouterr().err
+    assert "--num-samples: must be >= 1" in capsys.readouterr().err

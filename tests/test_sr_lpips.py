@@ -83,7 +83,7 @@ def test_degraded_lr_is_fixed_by_the_seed(hr_dir, tmp_path):
     [
         (["--lpips-weights", "/nonexistent.npz"], "is not a file"),
         (["--lpips-weights", "BAD"], "lpips"),
-        (["--degraded", "--seed", "-1"], "--seed must be >= 0"),
+        (["--degraded", "--seed", "-1"], "--seed: must be >= 0"),
     ],
 )
 def test_bad_lpips_and_degradation_flags(args, message, hr_dir, tmp_path):

@@ -285,3 +285,59 @@ def test_metrics_stay_json_when_a_value_is_not_finite(tmp_path):
     with open(tmp_path / "metrics.jsonl") as f:
         record = json.loads(f.read(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert record == {"step": 1, "kind": "train", "loss": None, "g": None, "ok": 1.5}
+
+
+def test_every_output_location_is_checked_before_the_work(capsys, tmp_path):
+    from genres_jax import evaluate, features, report, sample
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "kind": "eval", "psnr_y": 30.0}\n')
+    edsr = os.path.join(REPO, "weights", "edsr_x2")
+    missing = str(tmp_path / "missing" / "x")
+    cases = [
+        (sample.main, ["--workdir", edsr, "--out", missing + ".png"], "does not exist"),
+        (sample.main, ["--workdir", edsr, "--out", "s.png", "--out-dir", str(a_file)], "is a file"),
+        (evaluate.main, ["--method", "bicubic", "--scale", "2", "--output", missing], "not exist"),
+        (
+            evaluate.main,
+            ["--method", "bicubic", "--scale", "2", "--output", str(tmp_path)],
+            "folder",
+        ),
+        (report.main, [str(run_dir), "--out", str(a_file)], "is a file"),
+        (
+            report.main,
+            [str(run_dir), "--out", str(tmp_path / "r"), "--keys", "nosuchkey"],
+            "no run",
+        ),
+        (
+            features.main,
+            ["convert-inception", str(a_file), str(tmp_path / "x.npz")],
+            "not a readable",
+        ),
+        (evaluate.main, ["--method", "bicubic", "--scale", "nan"], "an integer is needed"),
+        (sample.main, ["--workdir", edsr, "--out", "s.png", "--num", "-4"], "--num"),
+    ]
+    before = _snapshot(tmp_path)
+    for command, argv, expected in cases:
+        assert expected in _one_error_line(capsys, command(argv)), argv
+        assert _snapshot(tmp_path) == before, argv
+
+
+def test_report_never_replaces_a_report_without_overwrite_and_warns_of_cut_lines(capsys, tmp_path):
+    from genres_jax import report
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lines = ['{"step": 1, "kind": "eval", "psnr_y": 30.0}', '{"step": 2, "kind": "eval", "psnr_y"']
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines))
+    out = tmp_path / "r"
+    assert report.main([str(run_dir), "--out", str(out)]) == 0
+    assert "skipped 1 line" in capsys.readouterr().err
+    (out / "report.md").write_text("my notes")
+    assert "exists" in _one_error_line(capsys, report.main([str(run_dir), "--out", str(out)]))
+    assert (out / "report.md").read_text() == "my notes"
+    assert report.main([str(run_dir), "--out", str(out), "--overwrite"]) == 0
+    assert "psnr_y" in (out / "report.md").read_text()

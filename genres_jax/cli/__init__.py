@@ -100,7 +100,7 @@ def _bounded(kind: type, low: float, *, strict: bool, name: str) -> Callable[[st
     return parse
 
 
-positive_int = _bounded(int, 0, strict=True, name="positive integer")
+positive_int = _bounded(int, 1, strict=False, name="positive integer")
 nonnegative_int = _bounded(int, 0, strict=False, name="non-negative integer")
 positive_float = _bounded(float, 0.0, strict=True, name="positive number")
 
