@@ -109,9 +109,9 @@ def train_and_evaluate(
         worker_count=ds.worker_count,
         read_threads=ds.read_threads,
     )
-    record = train_source[0]  # Raw record bytes: no operation runs, no state changes.
+    one = pipeline.example_batch(train_source, operations, 1)  # After cropping: a patch.
     memory.check_fits(
-        3 * config.batch_size * sum(np.asarray(v).nbytes for v in jax.tree.leaves(record)),
+        3 * config.batch_size * sum(v.nbytes for v in jax.tree.leaves(one)),
         f"batch_size={config.batch_size} (three host copies of a batch)",
         "lower --config.batch_size",
     )
