@@ -86,13 +86,19 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, fmnist_dat
     ref, ref_info = _load(tmp_path / "one.npz")
     assert two_info["step"] == ref_info["step"] == 4
     assert two.keys() == ref.keys()
-    worst = max(
+    relative = [
         float(
             np.linalg.norm(two[k].astype(np.float64) - ref[k]) / max(np.linalg.norm(ref[k]), 1e-12)
         )
         for k in ref
-    )
-    assert worst < 1e-5, worst
+    ]
+    # The runs differ only in the order float32 sums are taken (a cross-process all-reduce of
+    # two half-batch sums against one whole-batch sum, and XLA's thread split, which changes
+    # with machine load). A gradient is a sum with cancellation, so its rounding is eps
+    # (1.2e-7) times sum|terms| / |sum|, and four steps of it measured 1.4e-6 typical and 2e-6
+    # to 1.3e-5 worst leaf on an idle and a loaded 2-core machine.
+    assert float(np.median(relative)) < 1e-5, relative
+    assert max(relative) < 1e-4, relative
     # Evaluation (including FID/KID over the reference features, put back in record order)
     # sees parameters equal to float32 rounding; the discriminator's logits amplify that to
     # ~1e-4 relative, so the metrics get a 1e-3 tolerance.
