@@ -52,12 +52,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m genres_jax.evaluate", description=__doc__.split("\n\n")[0]
     )
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--workdir", help="a trained super-resolution workdir")
+    how.add_argument("--workdir", type=cli.path, help="a trained super-resolution workdir")
     how.add_argument("--method", help=f"classical: {', '.join(sorted(imresize.RESIZE_KERNELS))}")
     p.add_argument(
         "--scale", type=cli.positive_int, help="required with --method; a workdir's own otherwise"
     )
-    p.add_argument("--hr-dir", help="a folder of HR images (default: the dataset's split)")
+    p.add_argument(
+        "--hr-dir", type=cli.path, help="a folder of HR images (default: the dataset's split)"
+    )
     p.add_argument("--dataset", help="dataset name (default: the workdir's, or sr_photos_local)")
     p.add_argument("--split", help="split (default: the workdir's eval split, or validation)")
     p.add_argument("--data-dir", default="", help="TFDS data folder")
@@ -66,7 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tile", type=cli.nonnegative_int, default=192, help="LR tile size for models; 0 = whole"
     )
     p.add_argument("--max-images", type=cli.nonnegative_int, default=0, help="0 = all")
-    p.add_argument("--lpips-weights", help="also report LPIPS with this weights file")
+    p.add_argument(
+        "--lpips-weights", type=cli.path, help="also report LPIPS with this weights file"
+    )
     p.add_argument(
         "--self-ensemble",
         action="store_true",
@@ -86,14 +90,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gen.add_argument(
         "--iw-samples", type=cli.positive_int, help="VAE: importance samples per test image"
     )
-    gen.add_argument("--upscaler", help="an SR workdir that upscales the samples (cascade)")
+    gen.add_argument(
+        "--upscaler", type=cli.path, help="an SR workdir that upscales the samples (cascade)"
+    )
     gen.add_argument("--upscale-method", help="upscale the samples classically (with --scale)")
     gen.add_argument(
         "--seed",
         type=cli.nonnegative_int,
         help="sampling seed (default: the config's); with --degraded, the degradation's (0)",
     )
-    p.add_argument("--output", help="also write the JSON to this file")
+    p.add_argument("--output", type=cli.path, help="also write the JSON to this file")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return p.parse_args(argv)
 

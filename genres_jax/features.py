@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m genres_jax.features")
     sub = p.add_subparsers(dest="command", required=True)
     conv = sub.add_parser("convert-inception", help="PyTorch FID-Inception npz -> Flax npz")
-    conv.add_argument("input", help=".npz of the PyTorch state dict (README)")
-    conv.add_argument("output", help="converted .npz for --feature-extractor")
+    conv.add_argument("input", type=cli.path, help=".npz of the PyTorch state dict (README)")
+    conv.add_argument("output", type=cli.path, help="converted .npz for --feature-extractor")
     conv.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     exp = sub.add_parser("export-classifier", help="a classifier workdir -> a weights folder")
-    exp.add_argument("workdir")
-    exp.add_argument("out_dir")
+    exp.add_argument("workdir", type=cli.path)
+    exp.add_argument("out_dir", type=cli.path)
 
     def body() -> None:
         args = p.parse_args(argv)

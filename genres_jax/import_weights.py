@@ -58,7 +58,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from genres_jax import UserError
+from genres_jax import UserError, cli
 from genres_jax.models import vgg
 from genres_jax.train import checkpointing, config_checks, defaults
 
@@ -364,13 +364,17 @@ def write_workdir(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m genres_jax.import_weights", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("model", help=f"architecture of the weights: {', '.join(IMPORTERS)}")
-    p.add_argument("state_file", help=".safetensors or .npz state dict (see --help's top)")
-    p.add_argument("out_workdir", help="workdir to create")
-    p.add_argument("--scale", type=int, help="check the weights upscale by this factor")
+    p.add_argument(
+        "state_file", type=cli.path, help=".safetensors or .npz state dict (see --help's top)"
+    )
+    p.add_argument("out_workdir", type=cli.path, help="workdir to create")
+    p.add_argument(
+        "--scale", type=cli.positive_int, help="check the weights upscale by this factor"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT_WORKDIR if it exists")
     return p.parse_args(argv)
 
@@ -403,14 +407,12 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax reports every file it touches.
-    try:
+    def body() -> None:
+        args = parse_args(argv)
+        logging.set_verbosity(logging.ERROR)  # Orbax reports every file it touches.
         print(run(args), file=sys.stderr)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -176,8 +176,12 @@ def plot_curves(report: dict[str, Any], out_dir: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m genres_jax.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("workdirs", nargs="+", help="run directories holding metrics.jsonl")
-    p.add_argument("--out", default="report", help="folder for report.md and the PNG curves")
+    p.add_argument(
+        "workdirs", type=cli.path, nargs="+", help="run directories holding metrics.jsonl"
+    )
+    p.add_argument(
+        "--out", type=cli.path, default="report", help="folder for report.md and the PNG curves"
+    )
     p.add_argument("--keys", nargs="*", default=(), help="evaluation metrics in the table")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
 

@@ -35,15 +35,17 @@ from genres_jax.train import summaries
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.ArgumentParser(prog="python -m genres_jax.sample", description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", required=True, help="a trained GAN or VAE workdir")
-    p.add_argument("--upscaler", help="a trained super-resolution workdir")
+    p.add_argument("--workdir", type=cli.path, required=True, help="a trained GAN or VAE workdir")
+    p.add_argument("--upscaler", type=cli.path, help="a trained super-resolution workdir")
     p.add_argument(
         "--method", help=f"classical upscaling: {', '.join(sorted(imresize.RESIZE_KERNELS))}"
     )
     p.add_argument("--scale", type=cli.positive_int, help="with --method: the upscaling factor")
     p.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
-    p.add_argument("--out", required=True, help="PNG grid of the samples")
-    p.add_argument("--out-dir", help="also write each image as DIR/sample_00000.png, ...")
+    p.add_argument("--out", type=cli.path, required=True, help="PNG grid of the samples")
+    p.add_argument(
+        "--out-dir", type=cli.path, help="also write each image as DIR/sample_00000.png, ..."
+    )
     p.add_argument(
         "--columns", type=cli.nonnegative_int, default=0, help="grid columns; 0 = square"
     )

@@ -36,14 +36,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.ArgumentParser(
         prog="python -m genres_jax.upscale", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("input", help="PNG or JPEG image to upscale")
-    p.add_argument("output", help="where to write the result (.png, .jpg or .jpeg)")
+    p.add_argument("input", type=cli.path, help="PNG or JPEG image to upscale")
+    p.add_argument("output", type=cli.path, help="where to write the result (.png, .jpg or .jpeg)")
     p.add_argument(
         "--scale", type=cli.positive_float, help="upscaling factor (a workdir's own by default)"
     )
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--method", help=f"classical: {', '.join(sorted(imresize.RESIZE_KERNELS))}")
-    how.add_argument("--workdir", help="a trained super-resolution workdir, e.g. weights/edsr_x2")
+    how.add_argument(
+        "--workdir", type=cli.path, help="a trained super-resolution workdir, e.g. weights/edsr_x2"
+    )
     p.add_argument(
         "--outscale",
         type=cli.positive_float,

@@ -341,3 +341,94 @@ def test_report_never_replaces_a_report_without_overwrite_and_warns_of_cut_lines
     assert (out / "report.md").read_text() == "my notes"
     assert report.main([str(run_dir), "--out", str(out), "--overwrite"]) == 0
     assert "psnr_y" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------- Every command, bad paths and bad numbers.
+
+
+def _bad_path(folder, kind: str) -> str:
+    """A path of ``kind`` that no command can use where it wants an existing (or new) path."""
+    return {
+        "missing": str(folder / "missing" / "thing"),
+        "a_junk_file": str(folder / "junk.txt"),
+        "a_folder": str(folder / "adir"),
+        "under_a_file": str(folder / "junk.txt" / "inside"),
+        "too_long": str(folder / ("n" * 300)),
+        "empty": "",
+    }[kind]
+
+
+# Each command's argv with {in} (an input path), {out} (an output path) and {n} (a value for its
+# numeric flag ``flag``); the other arguments are as a user would type them.
+COMMANDS = {
+    "upscale": ("{in} {out} --method bicubic --scale {n}", "--scale"),
+    "sample": ("--workdir {in} --out {out} --num {n}", "--num"),
+    "sample-batch": ("--workdir {in} --out {out} --batch-size {n}", "--batch-size"),
+    "evaluate": ("--workdir {in} --output {out} --max-images {n}", "--max-images"),
+    "evaluate-hr": ("--method bicubic --hr-dir {in} --output {out} --scale {n}", "--scale"),
+    "report": ("{in} --out {out} --keys psnr", None),
+    "features-convert": ("convert-inception {in} {out}", None),
+    "features-export": ("export-classifier {in} {out}", None),
+    "import_weights": ("rrdbnet {in} {out} --scale {n}", "--scale"),
+}
+# What each numeric flag accepts: a whole number >= 1 or >= 0, or a finite number > 0.
+FLAG_TYPES = {"upscale": "float>0", "evaluate": "int>=0"}
+FLAG_TYPES.update({k: "int>=1" for k in COMMANDS if k not in FLAG_TYPES})
+
+
+def _accepted(kind: str, text: str) -> bool:
+    if kind == "float>0":
+        return text in ("2", "1.5", "9" * 30)  # 1e400 overflows to infinity.
+    return text in ("2", "9" * 30) or (kind == "int>=0" and text == "0")
+
+
+PATH_KINDS = ["missing", "a_junk_file", "a_folder", "under_a_file", "too_long", "empty"]
+BAD_NUMBERS = ["0", "-1", "nan", "inf", "-inf", "1e400", "abc", "", "1.5", "9" * 30]
+
+
+def _command_main(name: str):
+    from genres_jax import evaluate, features, import_weights, report, sample
+
+    module = {"upscale": upscale, "sample": sample, "evaluate": evaluate, "report": report}
+    module.update({"features": features, "import_weights": import_weights})
+    return module[name.split("-")[0]].main
+
+
+@settings(FUZZ, max_examples=int(os.environ.get("GENRES_MISTAKE_EXAMPLES", "150")))
+@given(
+    command=st.sampled_from(sorted(COMMANDS)),
+    source=st.sampled_from(PATH_KINDS),
+    target=st.sampled_from(PATH_KINDS + ["new"]),
+    number=st.sampled_from(BAD_NUMBERS + ["2"]),
+)
+def test_every_command_ends_bad_paths_and_numbers_in_one_line(
+    capsys, tmp_path_factory, command, source, target, number
+):
+    folder = tmp_path_factory.mktemp("mistake")
+    (folder / "junk.txt").write_text("not an image, a workdir or a weights file\n")
+    (folder / "adir").mkdir()
+    (folder / "adir" / "note.txt").write_text("kept\n")
+    template, flag = COMMANDS[command]
+    out = str(folder / "new_output") if target == "new" else _bad_path(folder, target)
+    if command in ("report", "features-export") and target == "new":
+        out = str(folder / "new_folder")
+    values = {"in": _bad_path(folder, source), "out": out, "n": number}
+    argv = [part.format(**values) for part in template.split(" ")]
+    before = _snapshot(folder)
+    capsys.readouterr()
+    line = _one_error_line(capsys, _command_main(command)(argv))
+    assert _snapshot(folder) == before
+    assert sorted(os.listdir(folder)) == ["adir", "junk.txt"]  # Nothing new, nothing removed.
+    if "empty" in (source, target):
+        assert "an empty path" in line, line  # Refused when parsed, before any numeric check.
+    elif flag and not _accepted(FLAG_TYPES[command], number):
+        # A numeric mistake is caught when the flags are parsed: the message names the flag.
+        assert flag in line, line
+
+
+@pytest.mark.parametrize("scale", ["1000", "9" * 30])
+def test_a_scale_larger_than_the_photos_names_the_photo(capsys, sr_data_dir, scale):
+    # The dataset's photos at x1000 are smaller than one LR pixel (a crash in the resizer before).
+    argv = ["--method", "bicubic", "--scale", scale, "--data-dir", sr_data_dir]
+    line = _one_error_line(capsys, _command_main("evaluate")(argv + ["--max-images", "1"]))
+    assert line.endswith(f"smaller than one LR pixel at x{int(scale)}"), line

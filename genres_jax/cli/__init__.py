@@ -107,3 +107,13 @@ positive_float = _bounded(float, 0.0, strict=True, name="positive number")
 
 def int_at_least(low: int) -> Callable[[str], int]:
     return _bounded(int, low, strict=False, name=f"integer >= {low}")
+
+
+def path(text: str) -> str:
+    """A path flag's value: any non-empty text (an empty one would mean "here" or "not given")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+path.__name__ = "path"

@@ -69,6 +69,8 @@ class PairSource:
             hr = np.repeat(hr, 3, axis=-1)
         name = record.get("name", str(index))
         name = name.decode() if isinstance(name, bytes) else str(name)
+        if min(hr.shape[:2]) < 1:
+            raise SmallImageError(f"{name}: smaller than one LR pixel at x{self._scale}")
         if not self._with_lr:
             return {"hr": hr, "name": name}
         lr = record.get("lr")
