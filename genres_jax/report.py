@@ -18,6 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from genres_jax import UserError, cli
@@ -142,35 +143,54 @@ def _file_name(kind: str, key: str) -> str:
     return f"{kind}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.png"
 
 
-def plot_curves(report: dict[str, Any], out_dir: str) -> list[str]:
-    """One PNG per (kind, metric) with a line per run; returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # Files only, no display.
-    import matplotlib.pyplot as plt
-
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
+def _plotted(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, key, file name) of every curve the report draws."""
+    planned = []
     for kind in ("train", "eval"):
         keys = sorted({k for run in report["runs"].values() for k in run[kind]})
         for key in keys:
             if key in _NOT_PLOTTED or key.split("/")[0] in _NOT_PLOTTED:
                 continue
-            fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-            for label, run in report["runs"].items():
-                if key in run[kind]:
-                    steps, values = run[kind][key]
-                    ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=label)
-            ax.set_xlabel("step")
-            ax.set_ylabel(key)
-            ax.set_title(f"{kind}: {key}")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
-            fig.tight_layout()
-            path = os.path.join(out_dir, _file_name(kind, key))
-            fig.savefig(path)
+            planned.append((kind, key, _file_name(kind, key)))
+    return planned
+
+
+def plot_curves(report: dict[str, Any], out_dir: str, *, overwrite: bool = False) -> list[str]:
+    """One PNG per (kind, metric) with a line per run; returns the paths written.
+
+    Without ``overwrite`` a curve file already in ``out_dir`` is an `OutputError` before any
+    is drawn; each file is published exclusively, so nothing the user had is replaced.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # Files only, no display.
+    import matplotlib.pyplot as plt
+
+    planned = [(kind, key, os.path.join(out_dir, name)) for kind, key, name in _plotted(report)]
+    for _, _, path in planned:
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a folder; a curve of this report goes there")
+        if os.path.lexists(path) and not overwrite:
+            raise UserError(f"{path} exists; pass --overwrite to replace it")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for kind, key, path in planned:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for label, run in report["runs"].items():
+            if key in run[kind]:
+                steps, values = run[kind][key]
+                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(f"{kind}: {key}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        try:
+            outputs.write_file(path, partial(fig.savefig, format="png"), overwrite=overwrite)
+        finally:
             plt.close(fig)
-            paths.append(path)
+        paths.append(path)
     return paths
 
 
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.lexists(target) and not args.overwrite:
             raise UserError(f"{target} exists; pass --overwrite to replace that report")
         report = build_report(args.workdirs, args.keys)
-        paths = plot_curves(report, args.out)
+        paths = plot_curves(report, args.out, overwrite=args.overwrite)
         text = report["table"] + "\n\n"
         text += "".join(f"![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in paths)
         outputs.write_text(target, text, overwrite=args.overwrite)

@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from genres_jax import UserError, cli
-from genres_jax.cli import outputs
+from genres_jax.cli import memory, outputs
 from genres_jax.inference.generators import cascade_upscaler, draw, load_generator, make_sampler
 from genres_jax.ops import imresize
 from genres_jax.train import summaries
@@ -66,12 +66,22 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
     outputs.check_file(args.out, overwrite=args.overwrite, flag="--out")
     if args.out_dir:
         outputs.check_folder(args.out_dir, flag="--out-dir")
-    first = os.path.join(args.out_dir or "", "sample_00000.png")
-    if args.out_dir and os.path.exists(first) and not args.overwrite:
-        raise UserError(f"{args.out_dir} already holds samples; pass --overwrite")
     upscale, params, scale, up_info = cascade_upscaler(args.upscaler, args.method, args.scale)
     batch = min(args.batch_size, args.num)
     generator = load_generator(args.workdir, batch_size=batch, data_dir=args.data_dir)
+    height, width, channels = generator.image_shape
+    # The samples and their grid (float32) and the grid as uint8 are held on the host.
+    per_image = height * width * channels * scale * scale * (4 + 4 + 1)
+    memory.check_fits(
+        float(args.num) * per_image, f"{args.num} samples", "lower --num, or sample in several runs"
+    )
+    names = [os.path.join(args.out_dir or "", f"sample_{i:05d}.png") for i in range(args.num)]
+    if args.out_dir:
+        for path in names:
+            if os.path.isdir(path):
+                raise UserError(f"--out-dir {args.out_dir}: {path} is a folder")
+            if os.path.lexists(path) and not args.overwrite:
+                raise UserError(f"{args.out_dir} already holds samples ({path}); pass --overwrite")
     images = draw(make_sampler(generator, upscale, params), args.num, jax.random.key(args.seed))
     grid = summaries.image_grid(images, columns=args.columns or None)
     outputs.write_file(
@@ -80,9 +90,13 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
     written = []
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
-        for i, image in enumerate(images):
-            path = os.path.join(args.out_dir, f"sample_{i:05d}.png")
-            summaries.save_png(path, np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+        for path, image in zip(names, images, strict=True):
+            pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+            outputs.write_file(
+                path,
+                lambda tmp, pixels=pixels: summaries.save_png(tmp, pixels),
+                overwrite=args.overwrite,
+            )
             written.append(path)
     return {
         "generator": generator.info,

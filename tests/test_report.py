@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -95,3 +96,21 @@ def test_same_names_in_different_folders_stay_apart(tmp_path):
         _write_run(tmp_path / parent / "run", [{"step": 1, "kind": "eval", "fid/c": 1.0}])
     result = report.build_report([str(tmp_path / "x" / "run"), str(tmp_path / "y" / "run")])
     assert len(result["runs"]) == 2
+
+
+def test_a_curve_file_already_there_is_kept_without_overwrite(two_runs, capsys):
+    tmp_path, _, _ = two_runs
+    out = tmp_path / "report"
+    out.mkdir()
+    mine = out / "eval_fid_clf.png"
+    mine.write_bytes(b"my figure")
+    runs = [str(tmp_path / "gan_a"), str(tmp_path / "run_b")]
+    assert report.main([*runs, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "skipped 1 line" in err[0]  # gan_a's cut last line, read before the refusal.
+    assert len(err) == 2 and err[1].startswith("error:") and "eval_fid_clf.png" in err[1]
+    assert sorted(os.listdir(out)) == ["eval_fid_clf.png"]  # Nothing else drawn or written.
+    assert mine.read_bytes() == b"my figure"
+    assert report.main([*runs, "--out", str(out), "--overwrite"]) == 0
+    assert Image.open(mine).format == "PNG"
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]

@@ -97,12 +97,15 @@ def test_sr_cascade_upscales_grey_samples_with_an_rgb_model(
         (("--method", "bicubic"), "--scale"),
         (("--scale", "2"), "--scale needs --method"),
         (("--num", "0"), ">= 1"),
+        (("--num", "9" * 30), "of memory"),  # Refused before any sample is drawn or named.
+        (("--num", "9" * 30, "--out-dir", "many"), "of memory"),
     ],
 )
 def test_bad_flags_are_clear_errors(gan_workdir, tmp_path, capsys, extra, message):
+    extra = [str(tmp_path / a) if a == "many" else a for a in extra]
     code, err = _run(capsys, "--workdir", gan_workdir, "--out", tmp_path / "x.png", *extra)
-    assert code == 2 and message in err
-    assert not (tmp_path / "x.png").exists()
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert os.listdir(tmp_path) == []
 
 
 def test_wrong_workdirs_are_clear_errors(gan_workdir, tiny_sr_workdir, tmp_path, capsys):
@@ -160,3 +163,19 @@ def test_damaged_workdirs_give_a_clear_error(gan_workdir, tmp_path_factory, vict
         assert min(_read(out).shape) >= 28  # One sample in a padded grid.
     else:
         assert not out.exists()
+
+
+def test_out_dir_never_replaces_a_users_file_without_overwrite(gan_workdir, tmp_path, capsys):
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "sample_00002.png").write_bytes(b"mine")  # Not the first name: all are checked.
+    args = ["--workdir", gan_workdir, "--num", 4, "--out", tmp_path / "g.png", "--out-dir", folder]
+    code, err = _run(capsys, *args)
+    assert code == 2 and err.startswith("error:") and "sample_00002.png" in err
+    assert sorted(os.listdir(tmp_path)) == ["samples"]  # No grid written either.
+    assert sorted(os.listdir(folder)) == ["sample_00002.png"]
+    assert (folder / "sample_00002.png").read_bytes() == b"mine"
+    code, info = _run(capsys, *args, "--overwrite")
+    assert code == 0, info
+    assert sorted(os.listdir(folder)) == [f"sample_{i:05d}.png" for i in range(4)]
+    assert _read(folder / "sample_00002.png").shape == (28, 28)
