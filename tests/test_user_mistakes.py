@@ -228,6 +228,60 @@ def test_of_two_writers_racing_for_one_output_exactly_one_wins(tmp_path):
     assert target.read_text() == "third"
 
 
+def _photo(path, size: int) -> None:
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def test_two_upscale_processes_racing_for_one_output_leave_one_winner(tmp_path):
+    _photo(tmp_path / "in.png", 600)
+    argv = [
+        "python3",
+        "-m",
+        "genres_jax.upscale",
+        str(tmp_path / "in.png"),
+        str(tmp_path / "o.png"),
+    ]
+    argv += ["--method", "bicubic", "--scale", "3"]
+    racers = [subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in racers]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    lines = [line for line in loser.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), loser
+    assert "exists" in lines[0] or "created by someone else" in lines[0], loser
+    assert sorted(os.listdir(tmp_path)) == ["in.png", "o.png"]  # No temporary file is left.
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size == (1800, 1800)
+
+
+def test_ctrl_c_in_a_real_process_ends_in_one_line_and_leaves_no_output(tmp_path):
+    import signal
+    import sys
+    import time
+
+    _photo(tmp_path / "in.png", 1000)
+    # The command module is imported first and says so: the signal then lands in the work.
+    program = (
+        "import sys; from genres_jax import upscale; print('ready', flush=True); "
+        "sys.exit(upscale.main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", program, str(tmp_path / "in.png"), str(tmp_path / "o.png")]
+    argv += ["--method", "lanczos3", "--scale", "4"]
+    process = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=300)
+    err = process.stderr.read()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 130, err
+    assert len(lines) == 1 and lines[0].startswith("error:") and "interrupted" in lines[0], err
+    assert sorted(os.listdir(tmp_path)) == ["in.png"]
+
+
 def _train(*args: str) -> subprocess.CompletedProcess:
     config = os.path.join(REPO, "configs", "gan_mlp_fashion_mnist.py")
     return subprocess.run(
