@@ -329,6 +329,37 @@ def test_train_refuses_bad_workdirs_and_values_without_writing(tmp_path):
     assert "has no get_config() function" in _train_refused(done)
 
 
+# Overrides no value of which can run: whole-number keys, then real-number keys.
+TRAIN_INT_KEYS = ["batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints"]
+TRAIN_INT_KEYS += ["eval_batch_size"]
+TRAIN_BAD_INTS = ["0", "-1", "abc", "1.5", "nan", "inf", ""]
+TRAIN_FLOAT_KEYS = ["g_optimizer.learning_rate", "d_optimizer.learning_rate", "gan.ema_decay"]
+TRAIN_BAD_FLOATS = ["nan", "inf", "-inf", "1e400", "abc", ""]
+
+
+@settings(FUZZ, max_examples=int(os.environ.get("GENRES_TRAIN_MISTAKE_EXAMPLES", "6")))
+@given(
+    override=st.one_of(
+        st.tuples(st.sampled_from(TRAIN_INT_KEYS), st.sampled_from(TRAIN_BAD_INTS)),
+        st.tuples(st.sampled_from(TRAIN_FLOAT_KEYS), st.sampled_from(TRAIN_BAD_FLOATS)),
+    ),
+    workdir=st.sampled_from(["new", "a_file", "under_a_file", "empty"]),
+)
+def test_train_py_fuzzed_overrides_and_workdirs_end_in_one_line(
+    tmp_path_factory, override, workdir
+):
+    folder = tmp_path_factory.mktemp("train_mistake")
+    (folder / "a_file").write_text("mine")
+    path = {"new": folder / "w", "a_file": folder / "a_file", "empty": ""}.get(
+        workdir, folder / "a_file" / "w"
+    )
+    key, value = override
+    before = _snapshot(folder)
+    line = _train_refused(_train(f"--workdir={path}", f"--config.{key}={value}"))
+    assert _snapshot(folder) == before, line
+    assert sorted(os.listdir(folder)) == ["a_file"], line
+
+
 def test_metrics_stay_json_when_a_value_is_not_finite(tmp_path):
     import json
 
