@@ -70,7 +70,8 @@ def validate_sr(
         scale=config.scale,
         tile=cfg.tile,
         overlap=overlap,
-        batch_size=cfg.batch_size,
+        # Tiles are predicted a multiple of the device count at a time, split over them.
+        batch_size=sharding.padded_batch_size(cfg.batch_size),
     )
     panels = {}
 

@@ -11,6 +11,7 @@ Each process feeds only its own slice of the global batch (`host_batch_to_global
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -91,6 +92,28 @@ def host_batch_to_global(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
     )
+
+
+def split_over_batch(predict: Callable, state_sh: Any, mesh: Mesh) -> Callable:
+    """``predict(state, x)`` jitted so that a batch whose rows divide over the devices is split
+    over them (each device runs its share), and any other batch runs whole, replicated.
+
+    ``x`` is a host array that every process holds whole (validation tiles), so each device
+    takes its rows from it; the result comes back replicated.
+    """
+    repl, split = replicated(mesh), batch_sharding(mesh)
+    whole = jax.jit(predict, in_shardings=(state_sh, repl), out_shardings=repl)
+    shared = jax.jit(predict, in_shardings=(state_sh, split), out_shardings=repl)
+    devices = mesh.devices.size
+
+    def run(state: Any, x: Any) -> jax.Array:
+        if x.ndim == 0 or x.shape[0] % devices:
+            return whole(state, x)
+        rows = np.asarray(x)
+        return shared(state, jax.make_array_from_callback(rows.shape, split, rows.__getitem__))
+
+    run.split, run.whole = shared, whole  # The two compiled forms, for inspection.
+    return run
 
 
 def gather_to_host(x: jax.Array) -> np.ndarray:

@@ -183,7 +183,7 @@ def train_and_evaluate(
                 task.train_examples, in_shardings=(state_sh, batch_sh, repl), out_shardings=repl
             )
         if task.predict is not None:
-            predict = jax.jit(task.predict, in_shardings=(state_sh, repl), out_shardings=repl)
+            predict = sharding.split_over_batch(task.predict, state_sh, mesh)
             if config.sr_eval.get("lpips_weights"):
                 lpips = sr_protocol.lpips_scorer(config.sr_eval.lpips_weights)
             if is_chief:
