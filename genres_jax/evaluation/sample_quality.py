@@ -98,20 +98,15 @@ def reference(
     ops = [pipeline.ImageRecord(image_size=h, center_crop=dataset.get("center_crop", False))]
     embed = jax.jit(lambda p, x: extractor.features(p, x.astype(jnp.float32) / 255.0))
 
-    records, rows = sharding.eval_batch_rows(batch_size)
-
     def batches():
-        for host_batch in pipeline.eval_batches(
+        for batch in sharding.global_eval_batches(
             source,
-            batch_size=records,
-            rows=rows,
+            batch_size=batch_size,
             operations=ops,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
+            mesh=mesh,
             max_records=max_records,
+            keys=("image", "mask", "index"),
         ):
-            keep = ("image", "mask", "index")
-            batch = sharding.host_batch_to_global({k: host_batch[k] for k in keep}, mesh)
             if batch["image"].shape[1:] != (h, w, c):
                 raise ValueError(
                     f"dataset {dataset.name!r} gives {batch['image'].shape[1:]} images, not "

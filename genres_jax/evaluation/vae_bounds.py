@@ -91,22 +91,16 @@ def vae_likelihood(
     source = sources.load(ds, ds.eval_split)
     ops = [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]
     iw_all, elbo_all = [], []
-    records, rows = sharding.eval_batch_rows(batch_size)
     with jax.set_mesh(mesh):
-        for i, host_batch in enumerate(
-            pipeline.eval_batches(
-                source,
-                batch_size=records,
-                rows=rows,
-                operations=ops,
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                max_records=max_records,
-            )
-        ):
-            batch = sharding.host_batch_to_global(
-                {"image": host_batch["image"], "mask": host_batch["mask"]}, mesh
-            )
+        batches = sharding.global_eval_batches(
+            source,
+            batch_size=batch_size,
+            operations=ops,
+            mesh=mesh,
+            max_records=max_records,
+            keys=("image", "mask"),
+        )
+        for i, batch in enumerate(batches):
             iw, elbo = bounds(params, batch["image"], jax.random.fold_in(key, i))
             valid = sharding.gather_to_host(batch["mask"]) > 0
             iw_all.append(sharding.gather_to_host(iw)[valid])

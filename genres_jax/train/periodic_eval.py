@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 
 from genres_jax import tasks
-from genres_jax.data import pipeline
 from genres_jax.evaluation import sr_protocol
 from genres_jax.inference import upscalers
 from genres_jax.train import checkpointing, sharding
@@ -19,17 +18,13 @@ from genres_jax.train.config_checks import ConfigError
 def evaluate(state, eval_step, source, operations, config, rng, mesh) -> dict[str, float]:
     """Runs ``eval_step`` over one pass of ``source``; returns sums / count per metric."""
     totals = None
-    records, rows = sharding.eval_batch_rows(config.eval_batch_size)
-    for host_batch in pipeline.eval_batches(
+    for batch in sharding.global_eval_batches(
         source,
-        batch_size=records,
-        rows=rows,
+        batch_size=config.eval_batch_size,
         operations=operations,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+        mesh=mesh,
         max_records=config.get("eval_max_records", 0),
     ):
-        batch = sharding.host_batch_to_global(host_batch, mesh)
         sums = eval_step(state, batch, rng)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)

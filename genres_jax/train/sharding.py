@@ -152,6 +152,39 @@ def eval_batch_rows(requested: int) -> tuple[int, int]:
     return per_process(requested), per_process(padded_batch_size(requested))
 
 
+def global_eval_batches(
+    source: Any,
+    *,
+    batch_size: int,
+    operations: Any,
+    mesh: Mesh,
+    max_records: int = 0,
+    keys: tuple[str, ...] | None = None,
+) -> Any:
+    """One ordered evaluation pass over ``source`` as global batches split like the batch.
+
+    ``batch_size`` records per batch over all processes, padded up to a multiple of the device
+    count with rows whose ``mask`` is 0 (`genres_jax.data.pipeline.eval_batches`); ``keys``
+    keeps only those fields. The one way every evaluation (losses, generative metrics, the
+    VAE's bounds) reads its data on any number of devices and processes.
+    """
+    from genres_jax.data import pipeline  # Deferred: grain is only needed when evaluating.
+
+    records, rows = eval_batch_rows(batch_size)
+    for host_batch in pipeline.eval_batches(
+        source,
+        batch_size=records,
+        rows=rows,
+        operations=operations,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        max_records=max_records,
+    ):
+        if keys is not None:
+            host_batch = {k: host_batch[k] for k in keys}
+        yield host_batch_to_global(host_batch, mesh)
+
+
 def nearest_valid_batch_sizes(requested: int) -> tuple[int, ...]:
     """The multiples of the device count just below and above ``requested`` (for messages)."""
     n = jax.device_count()
