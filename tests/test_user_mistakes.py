@@ -440,6 +440,7 @@ def _bad_path(folder, kind: str) -> str:
         "under_a_file": str(folder / "junk.txt" / "inside"),
         "too_long": str(folder / ("n" * 300)),
         "empty": "",
+        "dash": "-",  # Standard input/output by convention: refused, never a file named "-".
     }[kind]
 
 
@@ -467,7 +468,7 @@ def _accepted(kind: str, text: str) -> bool:
     return text in ("2", "9" * 30) or (kind == "int>=0" and text == "0")
 
 
-PATH_KINDS = ["missing", "a_junk_file", "a_folder", "under_a_file", "too_long", "empty"]
+PATH_KINDS = ["missing", "a_junk_file", "a_folder", "under_a_file", "too_long", "empty", "dash"]
 BAD_NUMBERS = ["0", "-1", "nan", "inf", "-inf", "1e400", "abc", "", "1.5", "9" * 30]
 
 
@@ -504,8 +505,10 @@ def test_every_command_ends_bad_paths_and_numbers_in_one_line(
     line = _one_error_line(capsys, _command_main(command)(argv))
     assert _snapshot(folder) == before
     assert sorted(os.listdir(folder)) == ["adir", "junk.txt"]  # Nothing new, nothing removed.
-    if "empty" in (source, target):
-        assert "an empty path" in line, line  # Refused when parsed, before any numeric check.
+    assert not os.path.lexists("-")
+    if {"empty", "dash"} & {source, target}:
+        # Refused when parsed, before any numeric check.
+        assert "an empty path" in line or "standard input/output" in line, line
     elif flag and not _accepted(FLAG_TYPES[command], number):
         # A numeric mistake is caught when the flags are parsed: the message names the flag.
         assert flag in line, line

@@ -110,9 +110,17 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 def path(text: str) -> str:
-    """A path flag's value: any non-empty text (an empty one would mean "here" or "not given")."""
+    """A path flag's value: any non-empty text (an empty one would mean "here" or "not given").
+
+    ``-`` is refused rather than taken as a file of that name: by convention it means standard
+    input or output, which no command reads or writes images or reports through.
+    """
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path")
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "'-' (standard input/output) is not supported; name a file"
+        )
     return text
 
 
