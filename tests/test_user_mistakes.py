@@ -360,6 +360,25 @@ def test_train_py_fuzzed_overrides_and_workdirs_end_in_one_line(
     assert sorted(os.listdir(folder)) == ["a_file"], line
 
 
+def test_a_train_step_larger_than_memory_is_refused_before_it_runs(
+    tmp_path, monkeypatch, fmnist_data_dir
+):
+    from conftest import load_config, tiny
+
+    from genres_jax.cli import memory
+    from genres_jax.train import trainer
+
+    config = tiny(load_config("gan_mlp_fashion_mnist"), fmnist_data_dir)
+    batch_bytes = config.batch_size * 28 * 28  # uint8 images
+    # Room for the host copies of a batch, but not for the step's gradients and activations
+    # (on a CPU a step that does not fit is an out-of-memory kill, with no message).
+    monkeypatch.setattr(memory, "available_bytes", lambda: 4 * batch_bytes)
+    with pytest.raises(UserError, match="one train step at batch_size=16 needs about") as e:
+        trainer.train_and_evaluate(config, str(tmp_path / "w"))
+    assert "lower --config.batch_size" in str(e.value)
+    assert not os.listdir(tmp_path / "w" / "checkpoints")  # Refused before any step ran.
+
+
 def test_metrics_stay_json_when_a_value_is_not_finite(tmp_path):
     import json
 

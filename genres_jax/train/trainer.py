@@ -69,6 +69,30 @@ def _restore(manager, latest, abstract_state, state_sh, train_rng, repl, train_i
         ) from None
 
 
+def _fitting_step(train_step, state, counters, batch, rng, config):
+    """On a CPU, the compiled train step, refused before it runs if it cannot fit in memory.
+
+    There an allocation beyond the machine's memory is not an error but the kernel's
+    out-of-memory kill, with no message. XLA's own account of the compiled step (its
+    temporaries and outputs, per device) is checked against the free memory first; the
+    compiled step then serves the loop, so it is compiled once as before. Accelerators report
+    running out of their memory themselves.
+    """
+    if jax.default_backend() != "cpu":
+        return train_step
+    compiled = train_step.lower(state, counters, batch, rng).compile()
+    stats = compiled.memory_analysis()
+    if stats is not None:
+        per_device = stats.temp_size_in_bytes + stats.output_size_in_bytes
+        per_device -= stats.alias_size_in_bytes
+        memory.check_fits(
+            max(per_device, 0) * jax.local_device_count(),
+            f"one train step at batch_size={config.batch_size}",
+            "lower --config.batch_size",
+        )
+    return compiled
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -163,6 +187,12 @@ def train_and_evaluate(
             donate_argnums=(0, 1),
         )
         counters = sharding.replicate(nonfinite.new_counters(), mesh)
+        # The first batch is read before the step is compiled: a data error is named first.
+        first_batch = None
+        end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
+        if int(jax.device_get(state.step)) < end:
+            first_batch = sharding.host_batch_to_global(next(train_iter), mesh)
+            train_step = _fitting_step(train_step, state, counters, first_batch, train_rng, config)
         eval_step = sample = predict = best = None
         if task.eval_step is not None:
             eval_step = jax.jit(
@@ -212,11 +242,13 @@ def train_and_evaluate(
             dynamic_ncols=True,
             disable=not is_chief or not config.get("progress_bar", True),
         )
-        end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
         clock, clock_step = time.perf_counter(), step
         with preemption.PreemptionHandler() as signals:
             while step < end:
-                batch = sharding.host_batch_to_global(next(train_iter), mesh)
+                if first_batch is not None:
+                    batch, first_batch = first_batch, None
+                else:
+                    batch = sharding.host_batch_to_global(next(train_iter), mesh)
                 state, counters, metrics = train_step(state, counters, batch, train_rng)
                 pending.append(metrics)
                 step += 1
