@@ -167,11 +167,7 @@ def plot_curves(report: dict[str, Any], out_dir: str, *, overwrite: bool = False
     import matplotlib.pyplot as plt
 
     planned = [(kind, key, os.path.join(out_dir, name)) for kind, key, name in _plotted(report)]
-    for _, _, path in planned:
-        if os.path.isdir(path):
-            raise UserError(f"{path} is a folder; a curve of this report goes there")
-        if os.path.lexists(path) and not overwrite:
-            raise UserError(f"{path} exists; pass --overwrite to replace it")
+    outputs.check_new_files([p for _, _, p in planned], overwrite=overwrite, flag="--out")
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for kind, key, path in planned:

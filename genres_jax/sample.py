@@ -75,13 +75,10 @@ def sample(args: argparse.Namespace) -> dict[str, Any]:
     memory.check_fits(
         float(args.num) * per_image, f"{args.num} samples", "lower --num, or sample in several runs"
     )
-    names = [os.path.join(args.out_dir or "", f"sample_{i:05d}.png") for i in range(args.num)]
+    names = []
     if args.out_dir:
-        for path in names:
-            if os.path.isdir(path):
-                raise UserError(f"--out-dir {args.out_dir}: {path} is a folder")
-            if os.path.lexists(path) and not args.overwrite:
-                raise UserError(f"{args.out_dir} already holds samples ({path}); pass --overwrite")
+        names = [os.path.join(args.out_dir, f"sample_{i:05d}.png") for i in range(args.num)]
+        outputs.check_new_files(names, overwrite=args.overwrite, flag="--out-dir")
     images = draw(make_sampler(generator, upscale, params), args.num, jax.random.key(args.seed))
     grid = summaries.image_grid(images, columns=args.columns or None)
     outputs.write_file(

@@ -78,6 +78,16 @@ def check_folder(path: str, *, flag: str = "--out") -> None:
     _probe_writable(existing, existing)
 
 
+def check_new_files(paths: Sequence[str], *, overwrite: bool, flag: str) -> None:
+    """`OutputError` if any of the files a command will write into a ``flag`` folder is a
+    folder, or (without ``overwrite``) already exists; the folder itself may not exist yet."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise OutputError(f"{flag}: {path} is a folder; a file of this command goes there")
+        if os.path.lexists(path) and not overwrite:
+            raise OutputError(f"{path} exists; pass --overwrite to replace it")
+
+
 def _mode_for_new_files() -> int:
     umask = os.umask(0)
     os.umask(umask)

@@ -107,7 +107,7 @@ def split_over_batch(predict: Callable, state_sh: Any, mesh: Mesh) -> Callable:
     devices = mesh.devices.size
 
     def run(state: Any, x: Any) -> jax.Array:
-        if x.ndim == 0 or x.shape[0] % devices:
+        if x.shape[0] % devices:
             return whole(state, x)
         rows = np.asarray(x)
         return shared(state, jax.make_array_from_callback(rows.shape, split, rows.__getitem__))
