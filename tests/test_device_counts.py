@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import device_env
 from eval_on_devices import COMPARED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,9 +20,7 @@ CONFIGS = sorted(
 
 
 def _run(tmp_path, fm_dir, sr_dir, devices: int, names) -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(devices)
     cmd = [
         sys.executable,
         os.path.join(HERE, "eval_on_devices.py"),
@@ -74,9 +73,7 @@ def test_evaluation_is_the_same_on_one_three_and_eight_devices(
 
 
 def test_a_training_batch_that_does_not_split_names_the_nearest_valid_sizes(tmp_path):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(8)
     cmd = [sys.executable, os.path.join(HERE, "..", "train.py"), "--config"]
     cmd += [os.path.join(HERE, "..", "configs", "edsr_x2.py"), "--workdir", str(tmp_path / "w")]
     cmd += ["--config.batch_size=12"]

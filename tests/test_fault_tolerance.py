@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, load_config, tiny
+from conftest import REPO, device_env, load_config, tiny
 
 from genres_jax.data import inputs
 from genres_jax.train import summaries, trainer
@@ -275,8 +275,7 @@ def test_resume_with_fewer_devices_restores_the_same_state(tmp_path, fmnist_data
     script = os.path.join(REPO, "tests", "train_and_dump.py")
     outs = {}
     for devices in (8, 1):
-        env = dict(os.environ, JAX_PLATFORMS="cpu")
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        env = device_env(devices)
         out = tmp_path / f"{devices}.npz"
         proc = subprocess.run(
             [

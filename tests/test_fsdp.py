@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import load_config, tiny
+from conftest import device_env, load_config, tiny
 from jax.sharding import PartitionSpec as P
 
 from genres_jax.train import config_checks, sharding
@@ -45,9 +45,7 @@ def test_bad_model_axis_sizes_are_config_errors(value):
 
 
 def test_sharded_training_matches_data_parallel_and_its_checkpoint_restores(tmp_path, sr_data_dir):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(8)
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), sr_data_dir, str(tmp_path)],
         env=env,

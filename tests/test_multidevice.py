@@ -8,14 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import device_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _train(tmp_path, data_dir, devices: int, name: str, *overrides: str) -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(devices)
     out = tmp_path / f"{devices}.npz"
     cmd = [
         sys.executable,
@@ -86,9 +85,7 @@ print(json.dumps({"out": out, "w": np.asarray(state["w"]).tolist(), "seen": seen
 
 
 def test_split_over_batch_spreads_rows_and_gives_the_whole_batch_result():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = device_env(4)
     proc = subprocess.run(
         [sys.executable, "-c", _SPLIT_PROGRAM], env=env, capture_output=True, text=True,
         timeout=300, cwd=os.path.dirname(HERE),

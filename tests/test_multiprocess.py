@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import device_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "multiprocess_train.py")
@@ -26,9 +27,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    return env
+    return device_env()
 
 
 def _two_processes(data_dir, workdir, out, *extra) -> None:
