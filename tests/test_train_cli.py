@@ -75,6 +75,9 @@ def test_train_cli_runs_and_prints_where_outputs_are(tmp_path, fmnist_data_dir):
         "--config.total_steps=3",
         "--config.eval_every=3",
         "--config.eval_max_records=100",
+        "--config.generative_eval.num_samples=100",
+        "--config.generative_eval.reference_max_records=100",
+        "--config.generative_eval.iw_max_records=50",
         "--config.batch_size=8",
         "--config.progress_bar=false",
     )
