@@ -100,12 +100,12 @@ def _fmt(value: float) -> str:
 
 def build_report(workdirs: Sequence[str], keys: Sequence[str] = ()) -> dict[str, Any]:
     """Per-run series and the markdown table. ``keys`` limits the eval columns (default: all)."""
-    runs = {}
+    runs, warnings = {}, []
     for label, workdir in zip(_run_label(workdirs), workdirs, strict=True):
         path = os.path.join(workdir, "metrics.jsonl")
         if not os.path.isfile(path):
             raise UserError(f"{workdir!r} has no metrics.jsonl")
-        records = read_metrics(path, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        records = read_metrics(path, warn=warnings.append)
         runs[label] = {
             "workdir": workdir,
             "what": _describe(workdir),
@@ -120,6 +120,8 @@ def build_report(workdirs: Sequence[str], keys: Sequence[str] = ()) -> dict[str,
             f"--keys {' '.join(missing)}: no run has such an evaluation metric; "
             f"they have: {', '.join(known) or 'none'}"
         )
+    for message in warnings:  # Only for a report that is made: a refusal stays one line.
+        print(f"warning: {message}", file=sys.stderr)
     columns = list(keys) or known
     header = ["run", "model", "step"]
     for key in columns:
