@@ -69,11 +69,17 @@ def run_all(argvs: list[list[str]], cwd: str = REPO, timeout: float = 300) -> li
         )
         for argv in argvs
     ]
-    results = []
-    for process in running:
-        out, err = process.communicate(timeout=timeout)
-        results.append((process.returncode, out, err))
-    return results
+    try:
+        results = []
+        for process in running:
+            out, err = process.communicate(timeout=timeout)
+            results.append((process.returncode, out, err))
+        return results
+    finally:  # A command that hangs fails its test and leaves no process behind.
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def refused_in_processes(folder, cases: dict[str, list[str]], cwd: str = REPO) -> None:
