@@ -1,6 +1,16 @@
 """The PyTorch reference train steps and ours, on the same device in one run, as one table.
 
     python benchmarks/compare_torch.py [--torch-ref PATH/torch_ref.py] [--output FILE]
+    python benchmarks/compare_torch.py --device cpu [--torch-python PATH] [--rounds 3]
+
+``--device cpu`` compares the main job's DCGAN step (28x28, batch 64) and the EDSR-M x2 step
+(batch 16, LR 48) with their PyTorch forms in `benchmarks/torch_cpu.py` (eager, as many threads
+as cores), run by ``--torch-python`` (a Python with PyTorch; default: this one). The two sides
+alternate, one process each, for ``--rounds`` rounds, and each figure is the median over the
+rounds, so that a noisy machine slows both alike. Ours is timed as shipped (non-finite guard,
+EMA update, and for DCGAN fresh latents for the generator update, one more generator forward
+than PyTorch's loop) and with the extra work taken away step by step (``shared``: the generator
+update reuses the discriminator step's fakes, as in PyTorch; ``unguarded``: no guard).
 
 Runs the reference script (``shared/bench/torch_ref.py``: EDSR-M x2 batch 16 / LR 48 and batch
 64 / LR 64, EDSR-L x2 batch 16 / LR 48, DCGAN 64x64 batch 128; eager and torch.compile, float32
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +51,31 @@ CASES: dict[str, tuple[str, int, int | None]] = {
     "dcgan64_bs128": ("configs/dcgan_64.py", 128, None),
 }
 PRECISIONS = ("float32", "bfloat16")
+
+# CPU case -> (our config, batch size, LR patch or None, timed steps, warm-up steps,
+# our forms: name -> extra throughput.py arguments).
+CPU_CASES: dict[str, tuple[str, int, int | None, int, int, dict[str, list[str]]]] = {
+    "dcgan28_bs64": (
+        "configs/dcgan_fashion_mnist.py",
+        64,
+        None,
+        100,
+        10,
+        {
+            "shipped": [],
+            "shared": ["--set=gan.g_fakes=shared"],
+            "shared unguarded": ["--set=gan.g_fakes=shared", "--unguarded"],
+        },
+    ),
+    "edsr_m_x2_bs16_lr48": (
+        "configs/edsr_x2.py",
+        16,
+        48,
+        9,
+        2,
+        {"shipped": [], "unguarded": ["--unguarded"]},
+    ),
+}
 
 
 def find_torch_ref() -> str | None:
@@ -141,8 +177,86 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _run_json(cmd: list[str], out: str) -> dict[str, Any] | list[Any]:
+    proc = subprocess.run(cmd, text=True, capture_output=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{proc.stderr[-3000:]}")
+    with open(out) as f:
+        return json.load(f)
+
+
+def cpu_rows(args: argparse.Namespace, out_dir: str) -> list[dict[str, Any]]:
+    """One row per CPU case and form of ours: median ms/step of each side over the rounds."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for rnd in range(args.rounds):
+        for case in args.cpu_cases:
+            config, batch, patch, steps, warmup, forms = CPU_CASES[case]
+            out = os.path.join(out_dir, f"torch_{case}_{rnd}.json")
+            torch_cmd = [args.torch_python, os.path.join(HERE, "torch_cpu.py"), f"--output={out}"]
+            torch_cmd += [f"--cases={case}", f"--steps={steps}", f"--warmup={warmup}"]
+            (record,) = _run_json(torch_cmd, out)
+            times.setdefault((case, "torch"), []).append(record["ms_per_step"])
+            for form, extra in forms.items():
+                out = os.path.join(out_dir, f"ours_{case}_{rnd}.json")
+                cmd = [sys.executable, os.path.join(HERE, "throughput.py"), f"--output={out}"]
+                cmd += [f"--config={os.path.join(REPO, config)}", f"--batch-size={batch}"]
+                cmd += [f"--steps={steps}", f"--warmup={warmup}", "--windows=3", *extra]
+                if patch is not None:
+                    cmd.append(f"--lr-patch={patch}")
+                times.setdefault((case, form), []).append(_run_json(cmd, out)["median_step_ms"])
+            print(f"round {rnd + 1}/{args.rounds}: {case} done", file=sys.stderr)
+    rows = []
+    for case in args.cpu_cases:
+        torch_ms = statistics.median(times[(case, "torch")])
+        for form in CPU_CASES[case][5]:
+            ours_ms = statistics.median(times[(case, form)])
+            rows.append(
+                {
+                    "case": case,
+                    "ours_form": form,
+                    "torch_ms": torch_ms,
+                    "ours_ms": ours_ms,
+                    "ratio": torch_ms / ours_ms,
+                    "torch_runs_ms": times[(case, "torch")],
+                    "ours_runs_ms": times[(case, form)],
+                }
+            )
+    return rows
+
+
+def format_cpu_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| case | ours as | PyTorch ms/step | ours ms/step | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['ours_form']} | {r['torch_ms']:.1f} | {r['ours_ms']:.1f} "
+            f"| {r['ratio']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main_cpu(args: argparse.Namespace) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = cpu_rows(args, tmp)
+    cores = os.cpu_count()
+    print(
+        f"ms per train step on this CPU ({cores} cores); ratio = PyTorch / ours (> 1: ours faster)"
+    )
+    print(format_cpu_table(rows))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"device": "cpu", "cores": cores, "rows": rows}, f, indent=1)
+    return rows
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("gpu", "cpu"), default="gpu")
+    p.add_argument("--torch-python", default=sys.executable, help="CPU: a Python with PyTorch")
+    p.add_argument("--rounds", type=int, default=3, help="CPU: alternating rounds")
+    p.add_argument("--cpu-cases", nargs="+", choices=list(CPU_CASES), default=list(CPU_CASES))
     p.add_argument("--torch-ref", help="torch_ref.py (default: shared/bench/ in or beside repo)")
     p.add_argument("--torch-json", help="use this torch_ref.json instead of running PyTorch")
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
@@ -156,6 +270,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
+    if args.device == "cpu":
+        return main_cpu(args)
     with tempfile.TemporaryDirectory() as tmp:
         if args.torch_json:
             with open(args.torch_json) as f:

@@ -19,7 +19,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.total_steps = 10_000
     config.dataset = defaults.fashion_mnist_dataset()
     config.model = ml_collections.ConfigDict(
-        {"name": "conv", "latent_dim": 32, "features": (32, 64), "hidden": (400,)}
+        {
+            "name": "conv",
+            "latent_dim": 32,
+            "features": (32, 64),
+            "hidden": (400,),
+            "conv_form": "auto",  # Transposed convs as matmuls on the CPU (models/upconv.py).
+        }
     )
     config.vae = ml_collections.ConfigDict(
         {"likelihood": "bernoulli", "gaussian_log_scale": math.log(0.1)}

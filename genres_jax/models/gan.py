@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genres_jax.models import upconv
+
 # DCGAN paper initialisation: weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02).
 _dcgan_kernel_init = nn.initializers.normal(stddev=0.02)
 
@@ -29,11 +31,9 @@ def _dcgan_scale_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-# A 4x4 stride-2 transposed conv with padding ((2, 2), (2, 2)) of the stride-dilated input is
-# PyTorch's ConvTranspose2d(kernel_size=4, stride=2, padding=1): k - 1 - p = 2 on each side, so
-# the output is exactly twice the input size. With transpose_kernel=True it is the adjoint of the
-# matching strided conv, as in PyTorch.
-_UP_PADDING = ((2, 2), (2, 2))
+# The 4x4 stride-2 transposed convs (`upconv.ConvTranspose2x`) are PyTorch's
+# ConvTranspose2d(kernel_size=4, stride=2, padding=1); with transpose_kernel=True each is the
+# adjoint of the matching strided conv, as in PyTorch.
 # PyTorch Conv2d(kernel_size=4, stride=2, padding=1): halves even sizes exactly.
 _DOWN_PADDING = ((1, 1), (1, 1))
 
@@ -46,17 +46,16 @@ _DCGAN_LAYOUTS: dict[int, tuple[int, tuple[int, ...]]] = {
 }
 
 
-def _upsample_conv(features: int, dtype: jnp.dtype) -> nn.ConvTranspose:
+def _upsample_conv(features: int, dtype: jnp.dtype, form: str, name: str) -> nn.Module:
     # No bias, as in the reference DCGAN (a bias before BatchNorm would be cancelled by it).
-    return nn.ConvTranspose(
+    return upconv.ConvTranspose2x(
         features,
-        (4, 4),
-        strides=(2, 2),
-        padding=_UP_PADDING,
         use_bias=False,
         transpose_kernel=True,
         kernel_init=_dcgan_kernel_init,
         dtype=dtype,
+        form=form,
+        name=name,
     )
 
 
@@ -122,6 +121,7 @@ class DCGANGenerator(nn.Module):
     features: int = 64
     latent_dim: int = 100
     dtype: jnp.dtype = jnp.float32
+    conv_form: str = "auto"  # How the transposed convs are computed (`upconv.FORMS`).
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -141,20 +141,26 @@ class DCGANGenerator(nn.Module):
             return nn.relu(h)
 
         h = z.astype(self.dtype).reshape((z.shape[0], 1, 1, self.latent_dim))
-        h = nn.ConvTranspose(
+        # The layers keep the names nn.ConvTranspose gave them, so older checkpoints load.
+        h = upconv.Project(
             multipliers[0] * self.features,
-            (first_size, first_size),
-            padding="VALID",
+            size=first_size,
             use_bias=False,
             transpose_kernel=True,
             kernel_init=_dcgan_kernel_init,
             dtype=self.dtype,
+            form=self.conv_form,
+            name="ConvTranspose_0",
         )(h)
         h = norm_relu(h)
-        for multiplier in multipliers[1:]:
-            h = _upsample_conv(multiplier * self.features, self.dtype)(h)
+        for i, multiplier in enumerate(multipliers[1:], start=1):
+            h = _upsample_conv(
+                multiplier * self.features, self.dtype, self.conv_form, f"ConvTranspose_{i}"
+            )(h)
             h = norm_relu(h)
-        h = _upsample_conv(self.channels, self.dtype)(h)
+        h = _upsample_conv(
+            self.channels, self.dtype, self.conv_form, f"ConvTranspose_{len(multipliers)}"
+        )(h)
         return jnp.tanh(h.astype(jnp.float32))
 
 

@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genres_jax.models import upconv
+
 
 def reparameterize(mean: jax.Array, logvar: jax.Array, key: jax.Array) -> jax.Array:
     """Draws z ~ N(mean, exp(logvar)) as z = mean + exp(logvar / 2) * eps, eps ~ N(0, I).
@@ -36,6 +38,7 @@ class MLPVAE(nn.Module):
     hidden: Sequence[int] = (400,)
     image_shape: Sequence[int] = (28, 28, 1)
     dtype: jnp.dtype = jnp.float32
+    conv_form: str = "auto"  # How the transposed convs are computed (`upconv.FORMS`).
 
     def setup(self) -> None:
         self.encoder_layers = [nn.Dense(w, dtype=self.dtype) for w in self.hidden]
@@ -79,6 +82,7 @@ class ConvVAE(nn.Module):
     features: Sequence[int] = (32, 64)
     image_shape: Sequence[int] = (28, 28, 1)
     dtype: jnp.dtype = jnp.float32
+    conv_form: str = "auto"  # How the transposed convs are computed (`upconv.FORMS`).
 
     def setup(self) -> None:
         height, width, channels = self.image_shape
@@ -96,9 +100,9 @@ class ConvVAE(nn.Module):
         self.mean_head = nn.Dense(self.latent_dim, dtype=self.dtype)
         self.logvar_head = nn.Dense(self.latent_dim, dtype=self.dtype)
         self.decoder_input = nn.Dense(math.prod(self._bottom_shape), dtype=self.dtype)
-        # Padding 2 on the stride-dilated input makes each transposed conv exactly double H, W.
+        # Each 4x4/2 transposed conv (padding 2 of the stride-dilated input) doubles H and W.
         self.decoder_convs = [
-            nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), dtype=self.dtype)
+            upconv.ConvTranspose2x(f, dtype=self.dtype, form=self.conv_form)
             for f in [*reversed(self.features[:-1]), channels]
         ]
 

@@ -52,7 +52,12 @@ def _dcgan_pair(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int
     if h != w:
         raise ValueError(f"DCGAN needs square images, got {h}x{w}")
     g = gan_models.DCGANGenerator(
-        image_size=h, channels=c, features=cfg.features, latent_dim=cfg.latent_dim, dtype=dtype
+        image_size=h,
+        channels=c,
+        features=cfg.features,
+        latent_dim=cfg.latent_dim,
+        dtype=dtype,
+        conv_form=cfg.get("conv_form", "auto"),
     )
     d = gan_models.DCGANDiscriminator(features=cfg.features, norm=cfg.d_norm, dtype=dtype)
     return g, d

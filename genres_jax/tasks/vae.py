@@ -47,6 +47,7 @@ def _conv(cfg: ml_collections.ConfigDict, image_shape, dtype) -> nn.Module:
         features=tuple(cfg.features),
         image_shape=image_shape,
         dtype=dtype,
+        conv_form=cfg.get("conv_form", "auto"),
     )
 
 

@@ -38,6 +38,7 @@ RESUMABLE_CHANGES = (
     "num_samples",
     "nonfinite_policy",
     "nonfinite_max_consecutive",
+    "model.conv_form",  # The same function computed another way (models/upconv.py).
     "init_from",
     "dataset.data_dir",
     "dataset.source_dir",

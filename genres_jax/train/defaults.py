@@ -132,6 +132,7 @@ def gan_config(
             "latent_dim": 100,
             "features": features,  # DCGAN only.
             "d_norm": "batch",  # DCGAN only.
+            "conv_form": "auto",  # DCGAN only: transposed convs as matmuls on the CPU.
             "g_hidden": (128, 256),  # MLP only.
             "d_hidden": (256, 128),  # MLP only.
         }
