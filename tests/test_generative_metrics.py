@@ -279,6 +279,17 @@ def test_blocked_precision_recall_equals_float64_reference(batch_size):
     np.testing.assert_allclose(gm.knn_radii(real, 3, batch_size), radii, rtol=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_kth_smallest_counts_ties_like_a_sort(k):
+    rng = np.random.default_rng(21)
+    # Few distinct values: most rows hold their minimum several times.
+    d = rng.integers(0, 4, size=(40, 30)).astype(np.float64)
+    d[0] = np.inf
+    d[0, 3] = 2.0  # A row with one finite value: its 2nd smallest and later are inf.
+    want = np.sort(d, axis=1)[:, k - 1]
+    np.testing.assert_array_equal(np.asarray(gm._kth_smallest(jnp.asarray(d), k)), want)
+
+
 def test_precision_recall_constructed_clouds():
     rng = np.random.default_rng(13)
     real = rng.normal(size=(200, 8))

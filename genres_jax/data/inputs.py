@@ -35,6 +35,7 @@ def train_inputs(config: ml_collections.ConfigDict) -> tuple[Any, list[grain.tra
         return pairs, [sr_pairs.RandomPatch(ds.lr_patch_size, config.scale, ds.augment)]
     if ds.cache:
         source = pipeline.CachedSource(source)
+        source.preload()
     return source, [pipeline.ImageRecord(image_size=ds.image_size, center_crop=ds.center_crop)]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from typing import Any
 
 import jax
@@ -34,6 +33,7 @@ from genres_jax.train import (
     preemption,
     sharding,
     summaries,
+    timing,
 )
 from genres_jax.train.config_checks import ConfigError, validate_config
 
@@ -242,7 +242,7 @@ def train_and_evaluate(
             dynamic_ncols=True,
             disable=not is_chief or not config.get("progress_bar", True),
         )
-        clock, clock_step = time.perf_counter(), step
+        timer = timing.LoopTimer(step)
         with preemption.PreemptionHandler() as signals:
             while step < end:
                 if first_batch is not None:
@@ -256,9 +256,8 @@ def train_and_evaluate(
                 logging_step = step % config.log_every == 0 or step == end
                 if logging_step:
                     last_train = _mean_metrics(pending)  # Waits for the device: time it after.
-                    now = time.perf_counter()
-                    last_train["steps_per_sec"] = (step - clock_step) / max(now - clock, 1e-9)
-                    clock, clock_step, pending = now, step, []
+                    last_train["steps_per_sec"] = timer.window(step)  # Evaluation left out.
+                    pending = []
                     writer.write_scalars(step, last_train, "train")
                     shown = [k for k in _PROGRESS_KEYS if k in last_train] or list(last_train)[:3]
                     bar.set_postfix({k: f"{last_train[k]:.4g}" for k in shown})
@@ -272,21 +271,29 @@ def train_and_evaluate(
                 if config.eval_every and (
                     step % config.eval_every == 0 or step == config.total_steps
                 ):
-                    if eval_source is not None and predict is not None:
-                        last_eval = periodic_eval.validate_sr(
-                            task, state, predict, eval_source, config, writer, step, lpips
-                        )
-                        writer.write_scalars(step, last_eval, "eval")
-                        if best is not None:
-                            params = jax.device_get(task.inference_params(state))
-                            checkpointing.save_params(best, step, params, last_eval)
-                    elif eval_source is not None:
-                        last_eval = periodic_eval.evaluate(
-                            state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
-                        )
-                        if generative is not None:  # The eval step's own ELBO etc. win.
-                            last_eval = {**generative(state), **last_eval}
-                        writer.write_scalars(step, last_eval, "eval")
+                    with timer.evaluation(state) as eval_seconds:
+                        if eval_source is not None and predict is not None:
+                            last_eval = periodic_eval.validate_sr(
+                                task, state, predict, eval_source, config, writer, step, lpips
+                            )
+                        elif eval_source is not None:
+                            last_eval = periodic_eval.evaluate(
+                                state,
+                                eval_step,
+                                eval_source,
+                                eval_operations,
+                                config,
+                                eval_rng,
+                                mesh,
+                            )
+                            if generative is not None:  # The eval step's own ELBO etc. win.
+                                last_eval = {**generative(state), **last_eval}
+                    if eval_source is not None:
+                        timed = {**last_eval, "eval_seconds": eval_seconds[0]}
+                        writer.write_scalars(step, timed, "eval")
+                    if eval_source is not None and best is not None:
+                        params = jax.device_get(task.inference_params(state))
+                        checkpointing.save_params(best, step, params, last_eval)
                     if sample is not None:
                         writer.write_images(step, jax.device_get(sample(state, sample_rng)))
                     if train_examples is not None:
@@ -313,6 +320,7 @@ def train_and_evaluate(
                 best.close()
             writer.close()
 
+    speed = timer.summary(step)
     if is_chief:
         checkpoint = os.path.join(workdir, "checkpoints", str(step))
         if ended == "preempted":
@@ -336,6 +344,8 @@ def train_and_evaluate(
                 f"  TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
                 file=sys.stderr,
             )
+            if speed["steps"]:
+                print(f"  speed:       {timing.describe(speed)}", file=sys.stderr)
         if last_eval:
             print(json.dumps({"step": step, **last_eval}), file=sys.stderr)
     return {
@@ -344,5 +354,6 @@ def train_and_evaluate(
         "skipped_steps": skipped_total,
         "train": last_train,
         "eval": last_eval,
+        "timing": speed,
         "state": state,
     }
