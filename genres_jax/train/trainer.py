@@ -43,6 +43,10 @@ __all__ = ["ConfigError", "train_and_evaluate", "validate_config"]
 _PROGRESS_KEYS = ("loss", "d_loss", "g_loss", "elbo")
 
 
+# Train steps dispatched ahead of the one the host waits for.
+_IN_FLIGHT = 2
+
+
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
     stacked = jax.device_get(pending)
     return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
@@ -251,6 +255,10 @@ def train_and_evaluate(
                     batch = sharding.host_batch_to_global(next(train_iter), mesh)
                 state, counters, metrics = train_step(state, counters, batch, train_rng)
                 pending.append(metrics)
+                if len(pending) > _IN_FLIGHT:
+                    # At most this many steps queued: the progress bar shows steps done, not
+                    # steps dispatched, and never waits a whole logging window at a log step.
+                    jax.block_until_ready(pending[-_IN_FLIGHT - 1])
                 step += 1
                 bar.update(1)
                 logging_step = step % config.log_every == 0 or step == end
