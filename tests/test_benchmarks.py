@@ -171,3 +171,36 @@ def test_comparison_rows_pick_the_best_form_and_divide():
     assert len(table.splitlines()) == 2 + len(compare_torch.CASES)
     expected = "| dcgan64_bs128 | 100 (eager fp32) | 120 | 1.20x | 150 (compile bf16) | 300 | 2.00x"
     assert expected in table
+
+
+def test_cpu_comparison_takes_the_median_round_of_each_side(monkeypatch):
+    # torch_cpu.py needs PyTorch, which the project never installs: its cases are read as text.
+    with open(os.path.join(REPO, "benchmarks", "torch_cpu.py")) as f:
+        torch_source = f.read()
+    for case, (config, *_rest) in compare_torch.CPU_CASES.items():
+        assert f'"{case}":' in torch_source and os.path.isfile(os.path.join(REPO, config))
+    # Round r of a form takes base * (1, 3, 2)[r] ms: the median is the base times 2.
+    base = {"torch": 10.0, "shipped": 20.0, "shared": 15.0, "shared unguarded": 8.0}
+    calls = []
+
+    def fake_run(cmd, out):
+        rnd = int(out.rsplit("_", 1)[1].split(".")[0])
+        factor = (1, 3, 2)[rnd]
+        if "torch_cpu.py" in cmd[1]:
+            calls.append("torch")
+            return [{"ms_per_step": base["torch"] * factor}]
+        form = next(
+            f for f, extra in compare_torch.CPU_CASES["dcgan28_bs64"][5].items() if extra == cmd[8:]
+        )
+        calls.append(form)
+        return {"median_step_ms": base[form] * factor}
+
+    monkeypatch.setattr(compare_torch, "_run_json", fake_run)
+    args = compare_torch.parse_args(["--device", "cpu", "--cpu-cases", "dcgan28_bs64"])
+    rows = {r["ours_form"]: r for r in compare_torch.cpu_rows(args, "/nonexistent")}
+    assert calls[:4] == ["torch", "shipped", "shared", "shared unguarded"]  # Alternating.
+    assert len(calls) == 12
+    assert rows["shipped"]["torch_ms"] == 20.0 and rows["shipped"]["ours_ms"] == 40.0
+    assert rows["shared unguarded"]["ratio"] == pytest.approx(10.0 / 8.0)
+    table = compare_torch.format_cpu_table(list(rows.values()))
+    assert "| dcgan28_bs64 | shared | 20.0 | 30.0 | 0.67x |" in table

@@ -191,3 +191,48 @@ def test_cached_source_returns_the_same_records():
     assert len(cached) == 10
     for i in (3, 3, 9):
         np.testing.assert_array_equal(cached[i]["image"], source[i]["image"])
+
+
+class _Counted(_Indexed):
+    """Counts single and bulk reads."""
+
+    def __init__(self, n: int, bulk: bool):
+        super().__init__(n)
+        self.single = self.bulk_calls = 0
+        if bulk:
+            self.__getitems__ = self._getitems
+
+    def __getitem__(self, i):
+        self.single += 1
+        return super().__getitem__(i)
+
+    def _getitems(self, indices):
+        self.bulk_calls += 1
+        return [_Indexed.__getitem__(self, i) for i in indices]
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_preload_reads_each_record_once_in_bulk_when_it_can(bulk):
+    source = _Counted(25, bulk)
+    cached = pipeline.CachedSource(source)
+    first = cached[7]  # Already cached: not read again.
+    cached.preload(chunk=10)
+    reads = source.single
+    assert (source.bulk_calls, reads) == ((3, 1) if bulk else (0, 25))
+    assert [int(cached[i]["label"]) for i in range(25)] == list(range(25))
+    assert source.single == reads and cached[7] is first  # Everything now from memory.
+
+
+def test_only_a_run_that_reads_half_the_split_preloads_it(fmnist_data_dir, monkeypatch):
+    from genres_jax.data import inputs
+
+    calls = []
+    monkeypatch.setattr(pipeline.CachedSource, "preload", lambda self: calls.append(len(self)))
+    config = defaults.gan_config("dcgan", batch_size=64)
+    config.dataset.data_dir = fmnist_data_dir
+    config.total_steps = 100  # 6,400 of 60,000 records.
+    inputs.train_inputs(config)
+    assert calls == []
+    config.total_steps = 469  # 30,016 records.
+    inputs.train_inputs(config)
+    assert calls == [60_000]

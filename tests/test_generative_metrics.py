@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from genres_jax.evaluation import generative_metrics as gm
+from genres_jax.evaluation import precision_recall as pr
 
 # ---------------------------------------------------------------------------------------------
 # Streaming feature statistics
@@ -275,8 +276,8 @@ def test_blocked_precision_recall_equals_float64_reference(batch_size):
     fake = rng.normal(size=(130, 10)) * 1.2 + 5.3
     precision, recall, radii = _pr_reference(real, fake, k=3)
     assert 0.05 < precision < 0.95 and 0.05 < recall < 0.95  # A case with something to get wrong.
-    assert gm.precision_recall(real, fake, k=3, batch_size=batch_size) == (precision, recall)
-    np.testing.assert_allclose(gm.knn_radii(real, 3, batch_size), radii, rtol=1e-5)
+    assert pr.precision_recall(real, fake, k=3, batch_size=batch_size) == (precision, recall)
+    np.testing.assert_allclose(pr.knn_radii(real, 3, batch_size), radii, rtol=1e-5)
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
@@ -287,28 +288,28 @@ def test_kth_smallest_counts_ties_like_a_sort(k):
     d[0] = np.inf
     d[0, 3] = 2.0  # A row with one finite value: its 2nd smallest and later are inf.
     want = np.sort(d, axis=1)[:, k - 1]
-    np.testing.assert_array_equal(np.asarray(gm._kth_smallest(jnp.asarray(d), k)), want)
+    np.testing.assert_array_equal(np.asarray(pr._kth_smallest(jnp.asarray(d), k)), want)
 
 
 def test_precision_recall_constructed_clouds():
     rng = np.random.default_rng(13)
     real = rng.normal(size=(200, 8))
-    assert gm.precision_recall(real, real.copy()) == (1.0, 1.0)
-    assert gm.precision_recall(real, rng.normal(size=(200, 8)) + 1000.0) == (0.0, 0.0)
+    assert pr.precision_recall(real, real.copy()) == (1.0, 1.0)
+    assert pr.precision_recall(real, rng.normal(size=(200, 8)) + 1000.0) == (0.0, 0.0)
 
     # Two well-separated real clusters; the fakes cover only the first one.
     centres = np.zeros((2, 2))
     centres[1, 0] = 100.0
     real = np.concatenate([c + rng.normal(size=(300, 2)) for c in centres])
     fake = centres[0] + rng.normal(size=(300, 2))
-    precision, recall = gm.precision_recall(real, fake, k=3, batch_size=128)
+    precision, recall = pr.precision_recall(real, fake, k=3, batch_size=128)
     assert precision > 0.95
     assert 0.45 < recall <= 0.5
 
 
 def test_precision_recall_rejects_too_few_samples():
     with pytest.raises(ValueError, match="k=3"):
-        gm.precision_recall(np.zeros((3, 2)), np.zeros((10, 2)))
+        pr.precision_recall(np.zeros((3, 2)), np.zeros((10, 2)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,12 +45,18 @@ def test_vae_training_lowers_the_loss(fmnist_data_dir, tmp_path):
 
 def test_gan_run_writes_metrics_samples_tensorboard_and_checkpoints(fmnist_data_dir, tmp_path):
     config = tiny(load_config("dcgan_fashion_mnist"), fmnist_data_dir)
-    trainer.train_and_evaluate(config, str(tmp_path))
+    out = trainer.train_and_evaluate(config, str(tmp_path))
     train = _records(str(tmp_path), "train")
     assert {"d_loss", "g_loss", "d_real_logit", "d_fake_logit"} <= set(train[-1])
     assert all(np.isfinite(r["d_loss"]) for r in train)
-    last_eval = _records(str(tmp_path), "eval")[-1]
+    evals = _records(str(tmp_path), "eval")
+    last_eval = evals[-1]
     assert {"d_accuracy", "d_real_logit"} <= set(last_eval)
+    # Each evaluation's own time is on its record and in the run's summary, not in its metrics.
+    assert all(r["eval_seconds"] > 0 for r in evals) and "eval_seconds" not in out["eval"]
+    assert out["timing"]["evaluations"] == len(evals)
+    assert out["timing"]["eval_seconds"] == pytest.approx(sum(r["eval_seconds"] for r in evals))
+    assert out["timing"]["steps"] == config.total_steps
     # The config's generative_eval block: FID & co. in the shipped classifier's features.
     assert last_eval["fid/classifier_fashion_mnist"] > 0
     assert 0 <= last_eval["recall/classifier_fashion_mnist"] <= 1

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from genres_jax.data import pipeline, sources
-from genres_jax.evaluation import features, generative_metrics, vae_bounds
+from genres_jax.evaluation import features, generative_metrics, precision_recall, vae_bounds
 from genres_jax.train import defaults, sharding
 
 
@@ -180,7 +180,7 @@ def compare(
         ref.mean, ref.cov, fake_stats["mean"], fake_stats["cov"]
     )
     kid, kid_se = kid_disjoint(ref.features, fake, kid_subset_size, key)
-    precision, recall = generative_metrics.precision_recall(ref.features, fake, k=pr_k)
+    precision, recall = precision_recall.precision_recall(ref.features, fake, k=pr_k)
     name = extractor_name
     return {
         f"fid/{name}": fid,
