@@ -90,9 +90,15 @@ def test_project_is_a_valid_transposed_conv_of_a_1x1_map(transpose_kernel):
         ours.init(KEY, jnp.zeros((1, 2, 2, 6)))
 
 
-def test_unknown_form_is_refused():
-    with pytest.raises(ValueError, match="form"):
+def test_unknown_form_is_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="conv_form 'winograd'"):
         upconv.resolve_form("winograd")
+    from genres_jax.train import config_checks, defaults
+
+    config = defaults.gan_config("dcgan")
+    config.model.conv_form = "winograd"
+    with pytest.raises(ValueError, match="unknown model.conv_form 'winograd'; valid: auto"):
+        config_checks.validate_config(config)
     assert upconv.resolve_form("auto") == ("matmul" if jax.default_backend() == "cpu" else "xla")
 
 

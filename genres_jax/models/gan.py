@@ -34,6 +34,7 @@ def _dcgan_scale_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -
 # The 4x4 stride-2 transposed convs (`upconv.ConvTranspose2x`) are PyTorch's
 # ConvTranspose2d(kernel_size=4, stride=2, padding=1); with transpose_kernel=True each is the
 # adjoint of the matching strided conv, as in PyTorch.
+
 # PyTorch Conv2d(kernel_size=4, stride=2, padding=1): halves even sizes exactly.
 _DOWN_PADDING = ((1, 1), (1, 1))
 

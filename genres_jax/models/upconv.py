@@ -37,10 +37,14 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 PADDING_2X = ((2, 2), (2, 2))
 
 
+def check_form(form: str) -> None:
+    if form not in FORMS:
+        raise ValueError(f"unknown model.conv_form {form!r}; valid: {', '.join(FORMS)}")
+
+
 def resolve_form(form: str) -> str:
     """``"matmul"`` or ``"xla"``; ``"auto"`` is ``"matmul"`` on the CPU only."""
-    if form not in FORMS:
-        raise ValueError(f"Unknown transposed-conv form {form!r}; valid: {FORMS}")
+    check_form(form)
     if form == "auto":
         return "matmul" if jax.default_backend() == "cpu" else "xla"
     return form

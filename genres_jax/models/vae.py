@@ -38,7 +38,6 @@ class MLPVAE(nn.Module):
     hidden: Sequence[int] = (400,)
     image_shape: Sequence[int] = (28, 28, 1)
     dtype: jnp.dtype = jnp.float32
-    conv_form: str = "auto"  # How the transposed convs are computed (`upconv.FORMS`).
 
     def setup(self) -> None:
         self.encoder_layers = [nn.Dense(w, dtype=self.dtype) for w in self.hidden]

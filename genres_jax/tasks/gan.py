@@ -19,6 +19,7 @@ import optax
 
 from genres_jax.losses import adversarial
 from genres_jax.models import gan as gan_models
+from genres_jax.models import upconv
 from genres_jax.tasks import base
 from genres_jax.train import ema, optim, precision
 from genres_jax.train.sharding import constrain_batch
@@ -80,6 +81,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.gan.n_critic < 1:
         raise ValueError("gan.n_critic must be >= 1")
+    upconv.check_form(config.model.get("conv_form", "auto"))
     if not 0.0 <= config.gan.ema_decay < 1.0:
         raise ValueError("gan.ema_decay must be in [0, 1)")
     if g_fakes(config) not in G_FAKES:

@@ -20,6 +20,7 @@ import ml_collections
 import optax
 
 from genres_jax.losses import likelihood as likelihoods
+from genres_jax.models import upconv
 from genres_jax.models import vae as vae_models
 from genres_jax.tasks import base
 from genres_jax.train import optim, precision
@@ -64,6 +65,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.model.latent_dim < 1:
         raise ValueError("model.latent_dim must be >= 1")
+    upconv.check_form(config.model.get("conv_form", "auto"))
     optim.validate(config.optimizer)
 
 
