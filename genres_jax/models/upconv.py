@@ -3,7 +3,7 @@
 ``nn.ConvTranspose`` lowers a stride-2 transposed convolution to a convolution of the
 stride-dilated input, three quarters of it zeros; on XLA:CPU its kernel gradient takes a slow
 path (a 4x4/2 layer from 7x7x64 to 14x14x32 at batch 64: 37 ms forward and backward, against
-9 ms for the form below; `benchmarks/upconv.py`). The same function as sub-pixel convolution:
+9 ms for the form below, on a 2-core CPU). The same function as sub-pixel convolution:
 
 * ``conv_transpose_2x``: PyTorch's ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)``,
   i.e. ``lax.conv_transpose`` with padding ((2, 2), (2, 2)). Output pixel ``2m + r`` (r in
