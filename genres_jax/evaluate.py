@@ -60,7 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--hr-dir", type=cli.path, help="a folder of HR images (default: the dataset's split)"
     )
-    p.add_argument("--dataset", help="dataset name (default: the workdir's, or sr_photos_local)")
+    p.add_argument(
+        "--dataset", help="dataset name (default: the workdir's, or lomiri_photos_local)"
+    )
     p.add_argument("--split", help="split (default: the workdir's eval split, or validation)")
     p.add_argument("--data-dir", default="", help="TFDS data folder")
     p.add_argument("--crop-border", type=cli.int_at_least(-1), default=-1, help="-1 = the scale")
@@ -227,7 +229,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         pairs = folder_pairs(args.hr_dir, scale)
         what["data"] = os.path.abspath(args.hr_dir)
     else:
-        name = args.dataset or (config.dataset.name if config else "sr_photos_local")
+        name = args.dataset or (config.dataset.name if config else "lomiri_photos_local")
         split = args.split or (config.dataset.eval_split if config else "validation")
         pairs = dataset_pairs(name, split, args.data_dir, scale, config)
         what["data"] = f"{name}:{split}"

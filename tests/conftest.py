@@ -53,7 +53,12 @@ def load_config(name: str):
     spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    config = module.get_config()
+    if config.get("dataset", {}).get("name") == "lomiri_photos_local":
+        # SR tests train on the nine small scikit-image photos (seconds); the 34-megapixel
+        # real-photo set of the shipped configs has its own tests (test_lomiri_photos.py).
+        config.dataset.name = "sr_photos_local"
+    return config
 
 
 def tiny(config, data_dir: str, **overrides):
@@ -96,6 +101,21 @@ def sr_data_dir(tmp_path_factory) -> str:
 
     data_dir = str(tmp_path_factory.mktemp("tfds_sr"))
     cfg = defaults.sr_photos_dataset()
+    cfg.name, cfg.data_dir = "sr_photos_local", data_dir
+    sources.load(cfg, "train")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def lomiri_data_dir(tmp_path_factory) -> str:
+    """A TFDS data folder holding ``lomiri_photos_local``, prepared from the Debian packages'
+    photographs (read-only; about 15 s)."""
+    from genres_jax.data import sources
+    from genres_jax.train import defaults
+
+    data_dir = str(tmp_path_factory.mktemp("tfds_lomiri"))
+    cfg = defaults.sr_photos_dataset()
+    assert cfg.name == "lomiri_photos_local"
     cfg.data_dir = data_dir
     sources.load(cfg, "train")
     return data_dir

@@ -100,6 +100,7 @@ def test_input_pipeline_fields(sr_data_dir, fmnist_data_dir, monkeypatch):
     sr = input_pipeline.main(
         ["--config", os.path.join(REPO, "configs/edsr_x2.py"), "--batch-size", "4"]
         + ["--batches", "3", "--warmup", "1", "--set", f"dataset.data_dir={sr_data_dir}"]
+        + ["--set", "dataset.name=sr_photos_local"]
     )["results"][0]
     images = input_pipeline.main(
         ["--config", os.path.join(REPO, "configs/dcgan_fashion_mnist.py"), "--batch-size", "8"]

@@ -147,6 +147,7 @@ def test_a_scale_larger_than_the_photos_names_the_photo(capsys, sr_data_dir, sca
 
     # The dataset's photos at x1000 are smaller than one LR pixel (a crash in the resizer before).
     argv = ["--method", "bicubic", "--scale", scale, "--data-dir", sr_data_dir]
+    argv += ["--dataset", "sr_photos_local"]
     line = one_error_line(capsys, evaluate.main(argv + ["--max-images", "1"]))
     assert line.endswith(f"smaller than one LR pixel at x{int(scale)}"), line
 

@@ -275,7 +275,17 @@ def test_evaluate_image_too_small_for_ssim(tmp_path, capsys):
 
 def test_evaluate_stdout_is_json_even_when_the_dataset_is_prepared_first(tmp_path, capsys):
     data_dir = tmp_path / "fresh_tfds"  # Not prepared yet: TFDS prints while it builds it.
-    rc = _run(evaluate.main, "--method", "bicubic", "--scale", 4, "--data-dir", data_dir)
+    rc = _run(
+        evaluate.main,
+        "--method",
+        "bicubic",
+        "--scale",
+        4,
+        "--data-dir",
+        data_dir,
+        "--dataset",
+        "sr_photos_local",
+    )
     assert rc == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["num_images"] >= 1

@@ -100,6 +100,7 @@ def test_patch_larger_than_image_names_the_image():
 
 def test_sr_photos_local_splits(sr_data_dir):
     cfg = defaults.sr_photos_dataset()
+    cfg.name = "sr_photos_local"
     cfg.data_dir = sr_data_dir
     sizes = {}
     for split in ("train", "validation", "test"):
@@ -124,6 +125,7 @@ def test_hr_image_folder_converts_grey_and_rgba(tmp_path):
     Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)).save(folder / "c.png")
     (folder / "notes.txt").write_text("not an image")
     cfg = defaults.sr_photos_dataset()
+    cfg.name = "sr_photos_local"
     cfg.name, cfg.train_dir, cfg.data_dir = "hr_image_folder", str(folder), str(tmp_path / "tfds")
     source = sources.load(cfg, "train")
     assert len(source) == 3
@@ -133,6 +135,7 @@ def test_hr_image_folder_converts_grey_and_rgba(tmp_path):
 
 def test_hr_image_folder_errors_name_the_culprit(tmp_path):
     cfg = defaults.sr_photos_dataset()
+    cfg.name = "sr_photos_local"
     cfg.name, cfg.data_dir = "hr_image_folder", str(tmp_path / "tfds")
     empty = tmp_path / "empty"
     empty.mkdir()

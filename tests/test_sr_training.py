@@ -32,6 +32,7 @@ def _small_sr(name: str, data_dir: str, **overrides):
 @pytest.fixture(scope="module")
 def bicubic_validation(sr_data_dir) -> dict:
     cfg = defaults.sr_photos_dataset()
+    cfg.name = "sr_photos_local"
     cfg.data_dir = sr_data_dir
     pairs = sr_pairs.PairSource(sources.load(cfg, "validation"), 2)
     return sr_protocol.evaluate_pairs(
@@ -63,6 +64,7 @@ def test_short_vdsr_run_beats_bicubic_on_validation(sr_data_dir, tmp_path, bicub
     predict, scale, radius, info = upscalers.workdir_predictor(str(tmp_path))
     assert (scale, info["weights"]) == (2, "best")
     cfg = defaults.sr_photos_dataset()
+    cfg.name = "sr_photos_local"
     cfg.data_dir = sr_data_dir
     pairs = sr_pairs.PairSource(sources.load(cfg, "validation"), 2)
     again = sr_protocol.evaluate_pairs(

@@ -15,12 +15,20 @@ import ml_collections
 from genres_jax.data import pipeline, sources, sr_pairs
 
 KINDS = ("images", "sr_pairs")
+# How SR training picks the photo of each patch: in proportion to its area, or every photo alike
+# (what a workdir recorded before the choice existed did).
+PATCH_SAMPLING = ("area", "image")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     kind = config.dataset.get("kind", "images")
     if kind not in KINDS:
         raise ValueError(f"unknown dataset.kind {kind!r}; valid: {', '.join(KINDS)}")
+    sampling = config.dataset.get("patch_sampling", "image")
+    if kind == "sr_pairs" and sampling not in PATCH_SAMPLING:
+        raise ValueError(
+            f"unknown dataset.patch_sampling {sampling!r}; valid: {', '.join(PATCH_SAMPLING)}"
+        )
 
 
 def train_inputs(config: ml_collections.ConfigDict) -> tuple[Any, list[grain.transforms.Map]]:
@@ -32,6 +40,8 @@ def train_inputs(config: ml_collections.ConfigDict) -> tuple[Any, list[grain.tra
         # the pipeline ships HR crops only.
         with_lr = config.get("degradation", {}).get("kind", "bicubic") == "bicubic"
         pairs = sr_pairs.PairSource(source, config.scale, cache=ds.cache, with_lr=with_lr)
+        if ds.get("patch_sampling", "image") == "area":
+            pairs = sr_pairs.AreaWeightedSource(pairs, pipeline.MIN_EPOCH_RECORDS)
         return pairs, [sr_pairs.RandomPatch(ds.lr_patch_size, config.scale, ds.augment)]
     if ds.cache:
         source = pipeline.CachedSource(source)

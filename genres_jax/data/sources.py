@@ -38,6 +38,10 @@ def _sr_photos_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
     return sr_photos.SrPhotosLocal(source_dir=cfg.get("source_dir", ""), data_dir=data_dir)
 
 
+def _lomiri_photos_local(cfg: ml_collections.ConfigDict, data_dir: str | None):
+    return sr_photos.LomiriPhotosLocal(source_dir=cfg.get("source_dir", ""), data_dir=data_dir)
+
+
 def _hr_image_folder(cfg: ml_collections.ConfigDict, data_dir: str | None):
     if not cfg.get("train_dir"):
         raise DatasetError("dataset hr_image_folder needs dataset.train_dir (a folder of images)")
@@ -59,6 +63,7 @@ LOCAL_BUILDERS: dict[
     "fashion_mnist_local": _fashion_mnist_local,
     "fashion_mnist_sr_local": _fashion_mnist_sr_local,
     "sr_photos_local": _sr_photos_local,
+    "lomiri_photos_local": _lomiri_photos_local,
     "hr_image_folder": _hr_image_folder,
 }
 
@@ -78,6 +83,8 @@ def check_available(cfg: ml_collections.ConfigDict) -> None:
                 fashion_mnist.check_source_dir(
                     cfg.get("source_dir") or fashion_mnist.DEFAULT_SOURCE_DIR
                 )
+            elif cfg.name == "lomiri_photos_local":
+                sr_photos.check_lomiri_dir(cfg.get("source_dir") or sr_photos.LOMIRI_DIR)
             elif cfg.name == "hr_image_folder":
                 sr_photos.list_images(os.path.expanduser(cfg.train_dir))
                 if cfg.get("validation_dir"):

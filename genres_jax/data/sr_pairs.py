@@ -79,6 +79,13 @@ class PairSource:
             lr = bicubic_lr(hr, self._scale)
         return {"hr": hr, "lr": np.asarray(lr, np.uint8), "name": name}
 
+    def hr_size(self, index: int) -> tuple[int, int]:
+        """(height, width) of a record's HR after modcrop, without making its LR."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]["hr"].shape[:2]
+        h, w = np.shape(self._source[index][self._hr_key])[:2]
+        return h - h % self._scale, w - w % self._scale
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self._cache is None:
             return self._make(index)
@@ -88,6 +95,32 @@ class PairSource:
 
     def __repr__(self) -> str:
         return f"PairSource({self._source!r}, scale={self._scale})"
+
+
+class AreaWeightedSource:
+    """A source of HR records in which each record appears in proportion to its HR area.
+
+    Training draws one patch per record read, so a 10-megapixel photo gives as many patches as
+    ten 1-megapixel ones: every HR pixel is equally likely to be trained on. Each record is
+    decoded once here for its size (`PairSource.hr_size`: no LR is made). ``records`` is the
+    length of the weighted index (at least; each image at least once), large enough that an epoch's
+    shuffle is cheap.
+    """
+
+    def __init__(self, source: PairSource, records: int):
+        self._source = source
+        areas = np.array([np.prod(source.hr_size(i)) for i in range(len(source))], float)
+        self.counts = np.ceil(areas / areas.sum() * records).astype(np.int64)
+        self._index = np.repeat(np.arange(len(source)), self.counts)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._source[int(self._index[index])]
+
+    def __repr__(self) -> str:
+        return f"AreaWeightedSource({self._source!r}, records={len(self)})"
 
 
 def dihedral(image: np.ndarray, k: int) -> np.ndarray:

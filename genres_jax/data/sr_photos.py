@@ -1,7 +1,9 @@
 """High-resolution photo datasets for super-resolution, as TFDS datasets of the project's own.
 
-``sr_photos_local``: the RGB photographs that ship inside scikit-image, with a fixed split, the
-offline default for training and validating SR models. ``hr_image_folder``: any folder of HR
+``lomiri_photos_local``: 15 multi-megapixel photographs from Debian's Lomiri wallpaper packages,
+the offline training set of the shipped SR weights. ``sr_photos_local``: the RGB photographs that
+ship inside scikit-image, with a fixed split. Both share the ``test`` split of three photos no
+model here trains or validates on. ``hr_image_folder``: any folder of HR
 images (PNG/JPEG/...), the way to bring one's own data (e.g. DIV2K's HR folders). Both store
 ``hr`` (uint8 HxWx3, PNG-encoded, lossless) and ``name``; LR images are made from HR in the input
 pipeline, so one dataset serves every scale. Preparing needs no TensorFlow.
@@ -79,6 +81,56 @@ def read_rgb(path: str) -> np.ndarray:
         raise ImageFileError(f"cannot read image {path!r}: {e}") from None
 
 
+# Debian's Lomiri wallpaper packages: the photographs among their files (renders and paintings
+# left out: umang, Fossa, Infinite-Sea, Painting-Colors). Kleiber comes from the 20.04 package.
+LOMIRI_DIR = "/usr/share/backgrounds"
+LOMIRI_PACKAGES = ("lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
+LOMIRI_TRAIN = (
+    "Bridge_by_Sander_Klootwijk.jpg",
+    "Dragonfly_by_Bolly.jpg",
+    "Kleiber_by_Lukas_Baubkus.jpg",
+    "Picture_0B_by_freespace.jpg",
+    "Wine_by_Jakkub_Mede.jpg",
+    "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "analogpattern_by_Peter_Nerlich.jpg",
+    "free_by_Peter_Nerlich.jpg",
+    "greentock_by_Peter_Nerlich.jpg",
+    "life_by_Aitzol_Berasategi.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg",
+    "sunset_by_Aitzol_Berasategi.jpg",
+)
+LOMIRI_VALIDATION = ("Picture_1A_by_freespace.jpg", "friends_by_Aitzol_Berasategi.jpg")
+# A JPEG's HR is the decoded photo made JPEG_HR_FACTOR times smaller with an antialiased
+# bicubic filter, so that the compression's 8x8 blocks and ringing shrink below what an LR
+# pixel can show and are not learned as detail (README "The training photographs").
+JPEG_HR_FACTOR = 2
+
+
+def check_lomiri_dir(folder: str) -> None:
+    """Raises `ImageFileError` naming the missing files and the command that installs them."""
+    names = (*LOMIRI_TRAIN, *LOMIRI_VALIDATION)
+    missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
+    if missing:
+        raise ImageFileError(
+            f"dataset lomiri_photos_local: {len(missing)} of its {len(names)} photographs are "
+            f"missing from {folder!r} (first: {missing[0]}); they come with the Debian packages "
+            f"{' and '.join(LOMIRI_PACKAGES)}: apt-get install -y {' '.join(LOMIRI_PACKAGES)}"
+        )
+
+
+def downscaled_hr(image: np.ndarray, factor: int = JPEG_HR_FACTOR) -> np.ndarray:
+    """uint8 HR from a decoded JPEG: ``factor`` times smaller (sides rounded down), by Pillow's
+    antialiased bicubic filter (the kernel widened by ``factor``, as MATLAB's ``imresize``)."""
+    h, w = image.shape[:2]
+    small = Image.fromarray(image).resize(
+        (w // factor, h // factor),
+        Image.Resampling.BICUBIC,
+        box=(0, 0, w // factor * factor, h // factor * factor),
+    )
+    return np.asarray(small, dtype=np.uint8)
+
+
 def _png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="png")
@@ -121,6 +173,38 @@ class SrPhotosLocal(tfds.core.GeneratorBasedBuilder):
         for path in paths:
             name = os.path.basename(path)
             yield name, {"hr": _png(read_rgb(path)), "name": name}
+
+
+class LomiriPhotosLocal(tfds.core.GeneratorBasedBuilder):
+    """Photographs of the Lomiri wallpapers (13 train, 2 validation; HR = photo made 2x smaller)
+    and the 3 unseen ``test`` photos of ``sr_photos_local``, unchanged."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "15 photographs, HR downscaled 2x, fixed split."}
+
+    def __init__(self, *, source_dir: str = "", **kwargs):
+        self._source_dir = source_dir or LOMIRI_DIR
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features())
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        check_lomiri_dir(self._source_dir)
+        join = lambda names: [os.path.join(self._source_dir, n) for n in names]
+        return {
+            "train": self._generate_examples(join(LOMIRI_TRAIN), downscale=True),
+            "validation": self._generate_examples(join(LOMIRI_VALIDATION), downscale=True),
+            "test": self._generate_examples(unseen_photo_paths(), downscale=False),
+        }
+
+    def _generate_examples(self, paths, downscale: bool):
+        for path in paths:
+            name = os.path.basename(path)
+            image = read_rgb(path)
+            yield name, {"hr": _png(downscaled_hr(image) if downscale else image), "name": name}
 
 
 def list_images(folder: str) -> list[str]:

@@ -121,7 +121,7 @@ def _flatten(tree, prefix: str = "") -> dict:
 
 # Keys added after workdirs were first written, with what their absence has always meant: a
 # workdir recorded without one resumes under that value as no change (anything else is one).
-ADDED_KEYS = {"gan.g_fakes": "fresh"}
+ADDED_KEYS = {"gan.g_fakes": "fresh", "dataset.patch_sampling": "image"}
 
 
 def config_differences(recorded: dict, current: dict) -> list[str]:

@@ -148,22 +148,27 @@ def gan_config(
 def sr_photos_dataset(lr_patch_size: int = 48) -> ml_collections.ConfigDict:
     """HR photos -> LR/HR pairs (MATLAB bicubic) for super-resolution.
 
-    ``name``: ``sr_photos_local`` (scikit-image's RGB photographs, offline default),
-    ``hr_image_folder`` (``train_dir`` / ``validation_dir`` folders of HR images, e.g. DIV2K's
-    HR PNGs) or a TFDS catalog name such as ``div2k/bicubic_x2`` (needs the internet once).
+    ``name``: ``lomiri_photos_local`` (15 photographs of Debian's Lomiri wallpaper packages,
+    offline default), ``sr_photos_local`` (scikit-image's RGB photographs), ``hr_image_folder``
+    (``train_dir`` / ``validation_dir`` folders of HR images, e.g. DIV2K's HR PNGs) or a TFDS
+    catalog name such as ``div2k/bicubic_x2`` (needs the internet once).
     """
     return ml_collections.ConfigDict(
         {
-            "name": "sr_photos_local",
+            "name": "lomiri_photos_local",
             "kind": "sr_pairs",
             "data_dir": "",
-            "source_dir": "",  # sr_photos_local: "" = scikit-image's data folder.
+            # lomiri_photos_local / sr_photos_local: "" = /usr/share/backgrounds / scikit-image's
+            # data folder.
+            "source_dir": "",
             "train_dir": "",  # hr_image_folder only.
             "validation_dir": "",  # hr_image_folder only.
             "train_split": "train",
             "eval_split": "validation",
             "lr_patch_size": lr_patch_size,
             "augment": True,  # Random flips and 90-degree rotations.
+            # The photo of each training patch: "area" (in proportion to its area) | "image".
+            "patch_sampling": "area",
             "cache": True,  # Keep LR/HR pairs in memory after they are first made.
             "worker_count": 0,
             "read_threads": 0,
