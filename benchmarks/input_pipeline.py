@@ -7,7 +7,7 @@
 Builds the loader exactly as the trainer does (`genres_jax.data.inputs.train_inputs` then
 `genres_jax.data.pipeline.train_loader`, this process's shard) and times ``--batches`` batches
 after ``--warmup`` untimed ones, which also fill the caches of decoded records and LR/HR pairs.
-Defaults: SR crops of the offline ``sr_photos_local`` photos (EDSR x2's 64x64 LR patches with
+Defaults: SR crops of the offline ``lomiri_photos_local`` photos (EDSR x2's 64x64 LR patches with
 flips and rotations) and offline Fashion-MNIST images; both are prepared on first use.
 """
 

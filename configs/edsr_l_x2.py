@@ -1,4 +1,4 @@
-"""EDSR (L: 256 features, 32 blocks, residual scaling 0.1) x2 on scikit-image's RGB photos.
+"""EDSR (L: 256 features, 32 blocks, residual scaling 0.1) x2 on the Lomiri wallpaper photographs.
 
     python train.py --config configs/edsr_l_x2.py --workdir runs/edsr_l_x2
 

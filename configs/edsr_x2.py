@@ -1,4 +1,4 @@
-"""EDSR-M (baseline: 64 features, 16 residual blocks) x2 on scikit-image's RGB photos, offline.
+"""EDSR-M (baseline: 64 features, 16 residual blocks) x2 on the Lomiri wallpaper photos, offline.
 
 L1 loss, Adam 2e-4 with warm-up and cosine decay, batch 16 of 64x64 LR patches with flips
 and rotations, EMA weights; validation Y-PSNR/SSIM every eval_every steps; the best EMA weights
@@ -6,8 +6,8 @@ are kept in <workdir>/best (what evaluate and upscale load).
 
     python train.py --config configs/edsr_x2.py --workdir runs/edsr_x2
 
-On one GPU this is the run behind weights/edsr_x2 (README, "Results"). On a 2-core CPU the
-full model trains too slowly to be useful; a smaller one:
+The full run wants a GPU; weights/edsr_x2 is a 1,000-step CPU fine-tune of earlier weights
+with this config (README, "Results", has the command). On a 2-core CPU, a smaller model:
 --config.model.overrides="{'num_blocks': 4}".
 """
 

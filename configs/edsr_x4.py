@@ -1,4 +1,4 @@
-"""EDSR-M x4 on scikit-image's RGB photos, offline; initialised from the x2 model as in EDSR.
+"""EDSR-M x4 on the Lomiri wallpaper photos, offline; initialised from the x2 model as in EDSR.
 
 Same recipe as edsr_x2 (L1, Adam 2e-4 cosine, EMA) on 48x48 LR patches. As the EDSR paper does,
 the network starts from trained x2 weights (every array whose shape matches; the second x2

@@ -1,4 +1,4 @@
-"""RDN (16 residual dense blocks of 8 layers, growth 64) x2 on scikit-image's RGB photos.
+"""RDN (16 residual dense blocks of 8 layers, growth 64) x2 on the Lomiri wallpaper photographs.
 
     python train.py --config configs/rdn_x2.py --workdir runs/rdn_x2
 

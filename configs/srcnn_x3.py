@@ -1,4 +1,4 @@
-"""SRCNN (9-1-5 on the bicubic-upsampled image) x3 on scikit-image's RGB photos, offline.
+"""SRCNN (9-1-5 on the bicubic-upsampled image) x3 on the Lomiri wallpaper photographs, offline.
 
     python train.py --config configs/srcnn_x3.py --workdir runs/srcnn_x3
 

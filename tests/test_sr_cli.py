@@ -230,8 +230,10 @@ def test_evaluate_bicubic_on_a_folder(tmp_path, capsys):
     assert rc == 2 and "exists" in capsys.readouterr().err
 
 
-# The README's validation figures for the shipped weights (mean Y-PSNR / Y-SSIM, 2 photos).
-README_VALIDATION = {SHIPPED_X2: (33.71, 0.9473), SHIPPED_X4: (28.75, 0.8465)}
+# The README's figures for the shipped weights (mean Y-PSNR / Y-SSIM): validation (2 photos of
+# lomiri_photos_local) and the unseen test split (3 photos).
+README_VALIDATION = {SHIPPED_X2: (39.88, 0.9678), SHIPPED_X4: (33.53, 0.8831)}
+README_TEST = {SHIPPED_X2: (32.31, 0.9073), SHIPPED_X4: (27.77, 0.8072)}
 
 
 def _recorded_validation(workdir: str) -> dict:
@@ -243,18 +245,47 @@ def _recorded_validation(workdir: str) -> dict:
     return record
 
 
-@pytest.mark.parametrize(("workdir", "scale", "gain"), [(SHIPPED_X2, 2, 2.0), (SHIPPED_X4, 4, 1.0)])
-def test_evaluate_shipped_weights_on_validation(sr_data_dir, capsys, workdir, scale, gain):
-    rc = _run(evaluate.main, "--workdir", workdir, "--data-dir", sr_data_dir)
+def _model_and_bicubic(capsys, workdir: str, scale: int, data_dir: str, split: str):
+    rc = _run(evaluate.main, "--workdir", workdir, "--data-dir", data_dir, "--split", split)
     assert rc == 0
     model = json.loads(capsys.readouterr().out)
-    rc = _run(evaluate.main, "--method", "bicubic", "--scale", scale, "--data-dir", sr_data_dir)
+    rc = _run(
+        evaluate.main,
+        "--method",
+        "bicubic",
+        "--scale",
+        scale,
+        "--data-dir",
+        data_dir,
+        "--split",
+        split,
+    )
+    assert rc == 0
     bicubic = json.loads(capsys.readouterr().out)
-    assert model["data"] == bicubic["data"] == "sr_photos_local:validation"
+    assert model["data"] == bicubic["data"] == f"lomiri_photos_local:{split}"
     assert model["scale"] == scale
+    return model, bicubic
+
+
+@pytest.mark.parametrize(("workdir", "scale", "gain"), [(SHIPPED_X2, 2, 2.3), (SHIPPED_X4, 4, 1.3)])
+def test_shipped_weights_beat_bicubic_on_every_unseen_test_photo(
+    lomiri_data_dir, capsys, workdir, scale, gain
+):
+    model, bicubic = _model_and_bicubic(capsys, workdir, scale, lomiri_data_dir, "test")
     assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + gain
-    # Weights written before the package was regrouped give what their run recorded (and so
-    # the README's figures): same loading, same protocol.
+    assert sorted(model["per_image"]) == ["china.jpg", "flower.jpg", "grace_hopper.jpg"]
+    for name, metrics in model["per_image"].items():
+        assert metrics["psnr_y"] > bicubic["per_image"][name]["psnr_y"] + 0.3, name
+    psnr, ssim = README_TEST[workdir]
+    assert round(model["mean"]["psnr_y"], 2) == psnr and round(model["mean"]["ssim_y"], 4) == ssim
+
+
+@pytest.mark.parametrize(("workdir", "scale", "gain"), [(SHIPPED_X2, 2, 2.0), (SHIPPED_X4, 4, 1.0)])
+def test_evaluate_shipped_weights_on_validation(lomiri_data_dir, capsys, workdir, scale, gain):
+    model, bicubic = _model_and_bicubic(capsys, workdir, scale, lomiri_data_dir, "validation")
+    assert model["mean"]["psnr_y"] > bicubic["mean"]["psnr_y"] + gain
+    # The shipped weights give what their training run recorded (and so the README's figures):
+    # the same loading, the same protocol.
     recorded = _recorded_validation(workdir)
     for key in ("psnr_y", "psnr_rgb"):
         assert model["mean"][key] == pytest.approx(recorded[key], abs=2e-3), key
