@@ -97,7 +97,11 @@ def test_the_rule_takes_the_jpeg_block_grid_out_of_hr():
 
 def test_patches_are_drawn_in_proportion_to_area_and_repeat_for_a_seed(lomiri_data_dir):
     config = load_config("edsr_x2")
-    config.dataset.update({"name": "lomiri_photos_local", "data_dir": lomiri_data_dir})
+    # The shipped config's dataset (load_config gives tests the small scikit-image set).
+    config.dataset.update(
+        {"name": "lomiri_photos_local", "data_dir": lomiri_data_dir, "patch_sampling": "area"}
+    )
+    assert defaults.sr_photos_dataset().patch_sampling == "area"
     source, operations = inputs.train_inputs(config)
     assert isinstance(source, sr_pairs.AreaWeightedSource)
     assert len(source) >= pipeline.MIN_EPOCH_RECORDS
