@@ -77,6 +77,8 @@ def main(argv: list[str]) -> int:
     from genres_jax import cli
     from genres_jax.train import trainer
 
+    cli.quiet_checkpoint_threads()
+
     def body() -> None:
         trainer.train_and_evaluate(
             _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value

@@ -19,6 +19,7 @@ infinities and out-of-range values at parse time, naming the flag.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from collections.abc import Callable
@@ -39,6 +40,33 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 - argparse's hook.
         raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def _from_checkpoint_library(code) -> bool:
+    return "/orbax/" in getattr(code, "co_filename", "")
+
+
+def quiet_checkpoint_threads() -> None:
+    """Drops what Orbax's background threads print about a save or read that failed.
+
+    A full disk or a damaged checkpoint makes them report the failure dozens of times (absl
+    ERROR logs with tracebacks, asyncio futures never retrieved, closed event loops). The
+    trainer reports it once, as one line naming the path and the cause, so theirs are dropped;
+    every other log and warning is kept.
+    """
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    logging.getLogger("absl").addFilter(lambda record: "/orbax/" not in record.pathname)
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and "Event loop is closed" in str(error):
+            return
+        if _from_checkpoint_library(getattr(unraisable.object, "cr_code", None)):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _is_out_of_memory(e: BaseException) -> bool:

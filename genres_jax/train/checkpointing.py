@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import shutil
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
+
+from genres_jax import UserError
 
 
 def make_manager(directory: str, *, save_every: int, keep: int) -> ocp.CheckpointManager:
@@ -144,3 +148,90 @@ def restore(
         ),
     )
     return restored["state"], restored["rng"]["key"]
+
+
+# ------------------------------------------------------------- Damaged steps and failed saves.
+
+
+class DamagedCheckpoint(Exception):  # noqa: N818 - a finding about files, raised and handled here.
+    """A saved step that cannot be read back: its files are truncated, overwritten or missing."""
+
+
+def _names(path) -> tuple[str, ...]:
+    """A pytree path as plain names: dataclass fields, dict keys and tuple indices alike."""
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def layout_difference(directory: str, step: int, abstract_state: Any) -> str:
+    """How ``step``'s saved ``state`` differs from ``abstract_state`` in names or shapes ('' when
+    it fits). `DamagedCheckpoint` when its description of itself cannot be read."""
+    try:
+        with ocp.CheckpointManager(
+            os.path.abspath(directory),
+            item_handlers={"state": ocp.StandardCheckpointHandler()},
+            options=ocp.CheckpointManagerOptions(read_only=True),
+        ) as reader:
+            saved = reader.item_metadata(step)["state"]
+        leaves = jax.tree_util.tree_leaves_with_path(saved)
+    except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
+        raise DamagedCheckpoint(_cause(e)) from None
+    if not leaves:
+        raise DamagedCheckpoint("its state has no readable description (_METADATA)")
+    have = {_names(p): tuple(m.shape) for p, m in leaves}
+    flat = jax.tree_util.tree_leaves_with_path(abstract_state)
+    want = {_names(p): tuple(a.shape) for p, a in flat}
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    reshaped = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    parts = []
+    if missing:
+        parts.append(f"missing {'.'.join(missing[0])} and {len(missing) - 1} more")
+    if extra:
+        parts.append(f"unexpected {'.'.join(extra[0])} and {len(extra) - 1} more")
+    if reshaped:
+        k = reshaped[0]
+        parts.append(f"{'.'.join(k)} saved as {have[k]}, this model has {want[k]}")
+    return "; ".join(parts)
+
+
+def move_aside(directory: str, step: int) -> str:
+    """Moves a damaged ``step`` out of ``directory`` into ``../damaged_checkpoints/`` (never
+    deleted: it may still hold something worth saving by hand); returns where it went."""
+    aside = os.path.join(os.path.dirname(os.path.abspath(directory)), "damaged_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    target, n = os.path.join(aside, str(step)), 1
+    while os.path.exists(target):
+        target, n = os.path.join(aside, f"{step}.{n}"), n + 1
+    os.rename(os.path.join(directory, str(step)), target)
+    return target
+
+
+_OS_ERROR = re.compile(r"os_error_code='?(\d+)")
+_TMP_STEP = re.compile(r"/(\d+)\.orbax-checkpoint-tmp")
+
+
+def _cause(e: BaseException) -> str:
+    """Why a checkpoint library call failed, short: an OS error by name when there is one."""
+    if isinstance(e, OSError) and e.errno:
+        return f"{e.strerror or os.strerror(e.errno)} [Errno {e.errno}]"
+    text = " ".join(str(e).split()).split(" See full TensorStore details")[0]
+    found = _OS_ERROR.search(text)
+    if found:
+        code = int(found.group(1))
+        return f"{os.strerror(code)} [Errno {code}]"
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def save_failure(e: BaseException, directory: str) -> tuple[str, int | None]:
+    """(cause, step) of a failed save; the step's unfinished directory is removed (it is never
+    loaded, and removing it gives the space back)."""
+    found = _TMP_STEP.search(str(e))
+    step = int(found.group(1)) if found else None
+    if step is not None:
+        shutil.rmtree(os.path.join(directory, f"{step}.orbax-checkpoint-tmp"), ignore_errors=True)
+    return _cause(e), step
+
+
+class CheckpointSaveError(UserError):
+    """A checkpoint could not be written (no space, a quota, an I/O error); the message says
+    which, and that the earlier checkpoints are intact."""

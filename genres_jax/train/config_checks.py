@@ -38,6 +38,7 @@ RESUMABLE_CHANGES = (
     "num_samples",
     "nonfinite_policy",
     "nonfinite_max_consecutive",
+    "preemption_grace_s",
     "model.conv_form",  # The same function computed another way (models/upconv.py).
     "init_from",
     "dataset.data_dir",
@@ -79,6 +80,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         valid = ", ".join(nonfinite.POLICIES)
         raise ConfigError(f"nonfinite_policy={policy!r} is not one of {valid}")
     _positive_int(config, "nonfinite_max_consecutive")
+    grace = config.get("preemption_grace_s", 0.0)
+    if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
+        raise ConfigError(f"preemption_grace_s must be a number of seconds >= 0, got {grace!r}")
     init_from = config.get("init_from", "")
     if init_from and not os.path.isdir(os.path.join(init_from, "best")):
         raise ConfigError(

@@ -37,6 +37,10 @@ def base_config() -> ml_collections.ConfigDict:
     # nonfinite_max_consecutive bad steps in a row are seen (checked every log_every steps).
     config.nonfinite_policy = "skip"
     config.nonfinite_max_consecutive = 20
+    # SIGTERM/SIGINT: a checkpoint of the last completed step, then exit 0 within this many
+    # seconds (an evaluation in progress is given up); a run still going then exits anyway.
+    # Below SLURM's default KillWait and cloud preemption notices (30 s). 0 = no bound.
+    config.preemption_grace_s = 20.0
     return config
 
 

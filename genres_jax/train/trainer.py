@@ -10,6 +10,7 @@ after the current step with a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from genres_jax.train import (
     sharding,
     summaries,
     timing,
+    workdir_lock,
 )
 from genres_jax.train.config_checks import ConfigError, validate_config
 
@@ -59,18 +61,82 @@ def _any_process(flag: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
-def _restore(manager, latest, abstract_state, state_sh, train_rng, repl, train_iter, workdir):
+def _restore(manager, abstract_state, state_sh, train_rng, repl, train_iter, workdir, is_chief):
+    """(state, rng, step) of the newest checkpoint that reads back.
+
+    Newer steps that cannot be read (truncated, overwritten or missing files) are moved to
+    ``damaged_checkpoints/`` with a warning, never deleted; with none readable nothing is moved
+    and the run stops. A checkpoint whose tree or shapes do not fit this config is refused.
+    """
     target = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sh
     )
     rng_target = jax.ShapeDtypeStruct(train_rng.shape, train_rng.dtype, sharding=repl)
+    directory = os.path.join(workdir, "checkpoints")
+    damaged: list[tuple[int, str]] = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            difference = checkpointing.layout_difference(directory, step, abstract_state)
+            if difference:
+                raise ConfigError(
+                    f"checkpoint {step} in {workdir} does not fit this config's model and data "
+                    f"({difference}). Use another --workdir."
+                )
+            try:
+                state, rng = checkpointing.restore(manager, step, target, rng_target, train_iter)
+            except Exception as e:  # The layout fits: what fails now is the files.
+                raise checkpointing.DamagedCheckpoint(checkpointing._cause(e)) from None
+        except checkpointing.DamagedCheckpoint as e:
+            damaged.append((step, str(e)))
+            continue
+        if damaged:
+            if jax.process_count() > 1:  # Every process has read before one moves anything.
+                multihost_utils.sync_global_devices("checked checkpoints")
+            for bad, cause in damaged:
+                if is_chief:
+                    moved = checkpointing.move_aside(directory, bad)
+                    print(
+                        f"warning: checkpoint {bad} in {directory} cannot be read ({cause}); "
+                        f"moved to {moved}, resuming from step {step}",
+                        file=sys.stderr,
+                    )
+            if jax.process_count() > 1:
+                multihost_utils.sync_global_devices("moved damaged checkpoints")
+            manager.reload()
+        return state, rng, step
+    listed = ", ".join(f"{s} ({cause})" for s, cause in damaged)
+    raise ConfigError(
+        f"no checkpoint in {directory} can be read: {listed}. Nothing was moved or deleted; "
+        "move the damaged steps away to start that workdir afresh, or use another --workdir."
+    )
+
+
+def _save(manager, step, state, rng, data_iterator, *, force: bool = False, wait: bool = False):
+    """`checkpointing.save` (and, with ``wait``, its completion) whose failure - no space, a
+    quota, an I/O error - ends the run with one line; earlier checkpoints are untouched and the
+    unfinished one is removed, so the same command resumes once the cause is gone."""
+    directory = str(manager.directory)
     try:
-        return checkpointing.restore(manager, latest, target, rng_target, train_iter)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(
-            f"checkpoint {latest} in {workdir} does not fit this config's model and data "
-            f"({type(e).__name__}: {str(e)[:300]}). Use another --workdir."
+        if step is not None:
+            checkpointing.save(manager, step, state, rng, data_iterator, force=force)
+        if wait:
+            manager.wait_until_finished()
+    except Exception as e:
+        cause, failed = checkpointing.save_failure(e, directory)
+        kept = [s for s in manager.all_steps() if s != failed]
+        raise checkpointing.CheckpointSaveError(
+            f"cannot write checkpoint {failed if failed is not None else step} in {directory}: "
+            f"{cause}. Earlier checkpoints are intact (newest: "
+            f"{max(kept) if kept else 'none'}); free space and run the same command to resume."
         ) from None
+
+
+def _evaluated(jsonl_path: str, step: int) -> bool:
+    """Whether ``metrics.jsonl`` holds the evaluation of ``step``."""
+    return any(
+        r.get("kind") == "eval" and r.get("step") == step
+        for r in summaries.read_records(jsonl_path)
+    )
 
 
 def _fitting_step(train_step, state, counters, batch, rng, config):
@@ -110,9 +176,36 @@ def train_and_evaluate(
     schedule still follows ``config.total_steps``. ``allow_config_change`` resumes a workdir
     written by a different config. Returns the final step, how the run ended, the last train
     and eval metrics and the state (for scripts and tests).
+
+    The run holds the workdir's writer lock (`genres_jax.train.workdir_lock`) from its first
+    write to its end. SIGTERM/SIGINT before the first step, or during an evaluation or sample
+    grid, gives that work up at once; in a train step or a save, it ends after it. Either way
+    the last completed step is checkpointed and the run ends normally (`preemption`).
     """
+    lock = workdir_lock.WorkdirLock(workdir, jax.process_index())
+    signals = preemption.PreemptionHandler(abandon=jax.process_count() == 1)
+    try:
+        with signals:
+            return _train(config, workdir, lock, signals, stop_at, allow_config_change)
+    except preemption.Abandoned:
+        if jax.process_index() == 0:
+            print(
+                "Stopped by signal before the first step of this run; its newest checkpoint "
+                "is unchanged.",
+                file=sys.stderr,
+            )
+        return {"step": None, "ended": "preempted", "skipped_steps": 0, "train": {}, "eval": {}}
+    finally:
+        lock.release()
+
+
+def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict[str, Any]:
+    # Until the first step, a signal gives the start up (nothing is lost but the start itself).
+    prelude = contextlib.ExitStack()
+    prelude.enter_context(signals.abandonable())
     # ---------------------------------------------------------------- Checks that cost nothing.
     validate_config(config)
+    signals.grace_s = float(config.get("preemption_grace_s", 0.0))
     try:
         sources.check_available(config.dataset)
     except sources.DatasetError as e:
@@ -122,6 +215,8 @@ def train_and_evaluate(
     changed = config_checks.check_workdir_config(
         config, workdir, allow_change=allow_config_change, dry_run=True
     )
+    if os.path.isdir(workdir):  # A second trainer stops here, before any data or compilation.
+        lock.acquire()
 
     # ------------------------------------------------------------------------------- Data.
     mesh = sharding.make_mesh(config.mesh.model)
@@ -153,6 +248,7 @@ def train_and_evaluate(
         eval_source, eval_operations = inputs.eval_inputs(config)
     # The config passed every check and the data opened: only now is the workdir written.
     os.makedirs(workdir, exist_ok=True)
+    lock.acquire()
     config_checks.check_workdir_config(config, workdir, allow_change=allow_config_change)
     if changed and is_chief:
         config_checks.write_config(config, workdir)
@@ -176,8 +272,8 @@ def train_and_evaluate(
             if config.get("init_from"):
                 state = periodic_eval.init_from(task, state, config.init_from, state_sh, is_chief)
         else:
-            state, train_rng = _restore(
-                manager, latest, abstract_state, state_sh, train_rng, repl, train_iter, workdir
+            state, train_rng, latest = _restore(
+                manager, abstract_state, state_sh, train_rng, repl, train_iter, workdir, is_chief
             )
             if is_chief:
                 print(f"Resumed from step {latest} in {workdir}", file=sys.stderr)
@@ -247,86 +343,109 @@ def train_and_evaluate(
             disable=not is_chief or not config.get("progress_bar", True),
         )
         timer = timing.LoopTimer(step)
-        with preemption.PreemptionHandler() as signals:
-            while step < end:
-                if first_batch is not None:
-                    batch, first_batch = first_batch, None
-                else:
-                    batch = sharding.host_batch_to_global(next(train_iter), mesh)
-                state, counters, metrics = train_step(state, counters, batch, train_rng)
-                pending.append(metrics)
-                if len(pending) > _IN_FLIGHT:
-                    # At most this many steps queued: the progress bar shows steps done, not
-                    # steps dispatched, and never waits a whole logging window at a log step.
-                    jax.block_until_ready(pending[-_IN_FLIGHT - 1])
-                step += 1
-                bar.update(1)
-                logging_step = step % config.log_every == 0 or step == end
-                if logging_step:
-                    last_train = _mean_metrics(pending)  # Waits for the device: time it after.
-                    last_train["steps_per_sec"] = timer.window(step)  # Evaluation left out.
-                    pending = []
-                    writer.write_scalars(step, last_train, "train")
-                    shown = [k for k in _PROGRESS_KEYS if k in last_train] or list(last_train)[:3]
-                    bar.set_postfix({k: f"{last_train[k]:.4g}" for k in shown})
-                    bad = jax.device_get(counters)
-                    skipped_total = int(bad["bad_total"])
-                    if (
-                        config.nonfinite_policy == "stop"
-                        and bad["bad_run"] >= config.nonfinite_max_consecutive
-                    ):
-                        ended = "nonfinite"
-                if config.eval_every and (
-                    step % config.eval_every == 0 or step == config.total_steps
+
+        def evaluation(step: int, batch) -> dict[str, float]:
+            """Evaluates ``state`` and draws its grids; nothing reaches metrics.jsonl until all
+            is done, so a signal (`preemption.Abandoned`) leaves no half-written evaluation."""
+            result: dict[str, float] = {}
+            images: dict[str, Any] = {}
+            with timer.evaluation(state) as eval_seconds, signals.abandonable():
+                if eval_source is not None and predict is not None:
+                    result = periodic_eval.validate_sr(
+                        task, state, predict, eval_source, config, writer, step, lpips
+                    )
+                elif eval_source is not None:
+                    result = periodic_eval.evaluate(
+                        state, eval_step, eval_source, eval_operations, config, eval_rng, mesh
+                    )
+                    if generative is not None:  # The eval step's own ELBO etc. win.
+                        result = {**generative(state), **result}
+                if sample is not None:
+                    images.update(jax.device_get(sample(state, sample_rng)))
+                if train_examples is not None and batch is not None:
+                    images.update(jax.device_get(train_examples(state, batch, sample_rng)))
+            if eval_source is not None:
+                writer.write_scalars(step, {**result, "eval_seconds": eval_seconds[0]}, "eval")
+            if eval_source is not None and best is not None:
+                params = jax.device_get(task.inference_params(state))
+                checkpointing.save_params(best, step, params, result)
+            writer.write_images(step, images)
+            writer.flush()
+            return result
+
+        def evaluates_at(step: int) -> bool:
+            return bool(config.eval_every) and (
+                step % config.eval_every == 0 or step == config.total_steps
+            )
+
+        # A run stopped during the evaluation of its checkpointed step evaluates it now.
+        missing = (
+            latest is not None
+            and eval_source is not None
+            and evaluates_at(step)
+            and not _evaluated(writer.jsonl_path, step)
+        )
+        prelude.close()
+        if _any_process(missing):
+            if first_batch is None and train_examples is not None:
+                first_batch = sharding.host_batch_to_global(next(train_iter), mesh)
+            try:
+                last_eval = evaluation(step, first_batch)
+            except preemption.Abandoned:
+                ended = "preempted"
+        if signals.requested is not None:
+            ended = "preempted"
+
+        while step < end and ended == "done":
+            if first_batch is not None:
+                batch, first_batch = first_batch, None
+            else:
+                batch = sharding.host_batch_to_global(next(train_iter), mesh)
+            state, counters, metrics = train_step(state, counters, batch, train_rng)
+            pending.append(metrics)
+            if len(pending) > _IN_FLIGHT:
+                # At most this many steps queued: the progress bar shows steps done, not
+                # steps dispatched, and never waits a whole logging window at a log step.
+                jax.block_until_ready(pending[-_IN_FLIGHT - 1])
+            step += 1
+            bar.update(1)
+            logging_step = step % config.log_every == 0 or step == end
+            if logging_step:
+                last_train = _mean_metrics(pending)  # Waits for the device: time it after.
+                last_train["steps_per_sec"] = timer.window(step)  # Evaluation left out.
+                pending = []
+                writer.write_scalars(step, last_train, "train")
+                shown = [k for k in _PROGRESS_KEYS if k in last_train] or list(last_train)[:3]
+                bar.set_postfix({k: f"{last_train[k]:.4g}" for k in shown})
+                bad = jax.device_get(counters)
+                skipped_total = int(bad["bad_total"])
+                if (
+                    config.nonfinite_policy == "stop"
+                    and bad["bad_run"] >= config.nonfinite_max_consecutive
                 ):
-                    with timer.evaluation(state) as eval_seconds:
-                        if eval_source is not None and predict is not None:
-                            last_eval = periodic_eval.validate_sr(
-                                task, state, predict, eval_source, config, writer, step, lpips
-                            )
-                        elif eval_source is not None:
-                            last_eval = periodic_eval.evaluate(
-                                state,
-                                eval_step,
-                                eval_source,
-                                eval_operations,
-                                config,
-                                eval_rng,
-                                mesh,
-                            )
-                            if generative is not None:  # The eval step's own ELBO etc. win.
-                                last_eval = {**generative(state), **last_eval}
-                    if eval_source is not None:
-                        timed = {**last_eval, "eval_seconds": eval_seconds[0]}
-                        writer.write_scalars(step, timed, "eval")
-                    if eval_source is not None and best is not None:
-                        params = jax.device_get(task.inference_params(state))
-                        checkpointing.save_params(best, step, params, last_eval)
-                    if sample is not None:
-                        writer.write_images(step, jax.device_get(sample(state, sample_rng)))
-                    if train_examples is not None:
-                        examples = train_examples(state, batch, sample_rng)
-                        writer.write_images(step, jax.device_get(examples))
-                    writer.flush()
-                # Multi-host: every process must agree to stop at the same step, so signals
-                # are compared across processes at logging steps only.
-                signalled = signals.requested is not None
-                if (jax.process_count() == 1 or logging_step) and _any_process(signalled):
+                    ended = "nonfinite"
+            if evaluates_at(step):
+                try:
+                    last_eval = evaluation(step, batch)
+                except preemption.Abandoned:
                     ended = "preempted"
-                stopping = ended != "done" or step == end
-                checkpointing.save(manager, step, state, train_rng, train_iter, force=stopping)
-                if ended != "done":
-                    break
-            # Still under the handler: a second signal during the last save exits at once.
-            bar.close()
-            if step > 0 and manager.latest_step() != step:
-                checkpointing.save(manager, step, state, train_rng, train_iter, force=True)
-            manager.wait_until_finished()
-            manager.close()
-            if best is not None:
-                best.wait_until_finished()
-                best.close()
-            writer.close()
+            # Multi-host: every process must agree to stop at the same step, so signals
+            # are compared across processes at logging steps only.
+            signalled = signals.requested is not None
+            if (jax.process_count() == 1 or logging_step) and _any_process(signalled):
+                ended = "preempted"
+            stopping = ended != "done" or step == end
+            _save(manager, step, state, train_rng, train_iter, force=stopping)
+        # Still under the handler: a second signal during the last save exits at once.
+        bar.close()
+        if step > 0 and manager.latest_step() != step:
+            _save(manager, step, state, train_rng, train_iter, force=True)
+        _save(manager, None, state, train_rng, train_iter, wait=True)
+        manager.close()
+        if best is not None:
+            best.wait_until_finished()
+            best.close()
+        writer.close()
 
     speed = timer.summary(step)
     if is_chief:
