@@ -269,6 +269,8 @@ def test_changed_config_is_refused_with_the_differing_keys(tmp_path, fmnist_data
     # A model whose shapes differ cannot load the checkpoint even when allowed.
     with pytest.raises(trainer.ConfigError, match="does not fit this config"):
         trainer.train_and_evaluate(other, str(tmp_path), allow_config_change=True)
+    # Refused, not taken for a damaged checkpoint: nothing was moved aside.
+    assert not (tmp_path / "damaged_checkpoints").exists()
 
 
 def test_resume_with_fewer_devices_restores_the_same_state(tmp_path, fmnist_data_dir):

@@ -248,12 +248,14 @@ def test_ctrl_c_in_a_real_process_ends_in_one_line_and_leaves_no_output(tmp_path
         "sys.exit(upscale.main(sys.argv[1:]))"
     )
     argv = [sys.executable, "-c", program, str(tmp_path / "in.png"), str(tmp_path / "o.png")]
-    argv += ["--method", "lanczos3", "--scale", "4"]
+    # An 8000x8000 result: seconds of work, so even a test process the machine leaves waiting
+    # for a while still signals while it runs.
+    argv += ["--method", "lanczos3", "--scale", "8"]
     process = subprocess.Popen(
         argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert process.stdout.readline().strip() == "ready"
-    time.sleep(0.3)  # The 4000x4000 result once took under a second: signal early in the work.
+    time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     code = process.wait(timeout=300)
     line = one_line(process.stderr.read(), code, expected=130)
