@@ -6,6 +6,7 @@ Resumes from the latest checkpoint in DIR. Multi-host: pass --distributed (coord
 count and id are read from the environment: SLURM, TPU pods, or JAX_COORDINATOR_ADDRESS etc.).
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -79,12 +80,23 @@ def main(argv: list[str]) -> int:
 
     cli.quiet_checkpoint_threads()
 
+    ended = []
+
     def body() -> None:
-        trainer.train_and_evaluate(
+        result = trainer.train_and_evaluate(
             _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
         )
+        ended.append(result["ended"])
 
-    return cli.run(body)
+    code = cli.run(body)
+    if ended == ["preempted"]:
+        # The checkpoint is durable and every file closed. Work given up on the signal (an
+        # evaluation's readers, queued device work) can still be running in native threads,
+        # and tearing the interpreter down under them can crash it: the process ends here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

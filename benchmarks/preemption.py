@@ -1,7 +1,7 @@
 """Seconds from SIGTERM to exit, by phase, for the shipped configs on this machine.
 
     python benchmarks/preemption.py [--configs edsr_x2 dcgan_fashion_mnist ...]
-        [--phases start step evaluation save] [--workroot DIR] [--json FILE]
+        [--phases start step evaluation save] [--set KEY=VALUE ...] [--workroot DIR] [--json FILE]
 
 Each config runs through ``python train.py`` with its own batch sizes, model and evaluation
 settings (only step counts and intervals are overridden) in a fresh workdir, and gets one
@@ -70,7 +70,7 @@ def _ready(phase: str, workdir: str) -> bool:
     return bool(glob.glob(os.path.join(workdir, "checkpoints", "*orbax-checkpoint-tmp*")))
 
 
-def run_one(config: str, phase: str, workdir: str, timeout: float = 1800.0) -> dict:
+def run_one(config: str, phase: str, workdir: str, timeout: float = 1800.0, overrides=()) -> dict:
     cmd = [
         sys.executable,
         os.path.join(REPO, "train.py"),
@@ -79,6 +79,7 @@ def run_one(config: str, phase: str, workdir: str, timeout: float = 1800.0) -> d
         "--config.total_steps=1000000",
         "--config.progress_bar=false",
         *SETTINGS[phase],
+        *(f"--config.{o}" for o in overrides),
     ]
     env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
@@ -106,6 +107,7 @@ def run_one(config: str, phase: str, workdir: str, timeout: float = 1800.0) -> d
         "checkpoint": steps[-1] if steps else None,
         "last_logged_step": trained[-1] if trained else None,
         "last_line": err.strip().splitlines()[-1] if err.strip() else "",
+        "stderr_tail": err.strip().splitlines()[-40:] if proc.returncode else [],
     }
     if phase == "evaluation":
         row["evaluation_given_up"] = not any(
@@ -122,6 +124,13 @@ def main() -> int:
     offline = [c for c in configs if c not in NEEDS_DOWNLOAD]
     parser.add_argument("--configs", nargs="+", default=offline, choices=configs)
     parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every run, e.g. loss.perceptual_weight=0 (no VGG weights)",
+    )
     parser.add_argument("--workroot", help="where the workdirs go (default: a temporary folder)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
@@ -131,7 +140,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for config in args.configs:
         for phase in args.phases:
-            row = run_one(config, phase, os.path.join(root, f"{config}-{phase}"))
+            workdir = os.path.join(root, f"{config}-{phase}")
+            row = run_one(config, phase, workdir, overrides=args.set)
             rows.append(row)
             if "error" in row:
                 print(f"| {config} | {phase} | - | - | did not reach the phase: {row['error']} | |")

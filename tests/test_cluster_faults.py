@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, device_env, load_config, tiny
 from mistakes import one_line
 
-from genres_jax.train import periodic_eval, summaries, trainer, workdir_lock
+from genres_jax.train import periodic_eval, preemption, summaries, trainer, workdir_lock
 from genres_jax.train.config_checks import ConfigError
 
 GAN = "gan_mlp_fashion_mnist"
@@ -335,3 +335,25 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_training_resumes(
     with pytest.raises(ConfigError, match=rf"no checkpoint in {workdir}/checkpoints can be read"):
         trainer.train_and_evaluate(config, str(workdir))
     assert _steps(workdir) == [4, 8, 12]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_work_is_given_up_even_when_the_signal_lands_where_errors_are_swallowed():
+    """A signal handler's exception raised inside a ``__del__`` (or a garbage-collection
+    callback) is only printed by Python; the handler raises again until the work is left."""
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # The handler runs, and raises, in here.
+            time.sleep(0.05)
+
+    handler = preemption.PreemptionHandler()
+    loops = 0
+    with handler:
+        with pytest.raises(preemption.Abandoned), handler.abandonable():
+            Finalised()  # Collected at once: the first Abandoned is swallowed.
+            while loops < 500:  # Ten seconds of "evaluation", given up long before its end.
+                loops += 1
+                time.sleep(0.02)
+        handler.given_up()
+    assert handler.requested == signal.SIGTERM and loops < 500

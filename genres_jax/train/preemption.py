@@ -10,6 +10,7 @@ evaluation would have taken. A train step and a checkpoint save always run to th
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -43,10 +44,16 @@ class PreemptionHandler:
         self.received_at: float | None = None  # time.monotonic() of the first signal.
         self._abandon = abandon
         self._depth = 0
+        self._retry = False
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame):
         del frame
+        if self._retry:  # Sent again by `_insist` below, not by anyone else.
+            self._retry = False
+            if self._abandon and self._depth > 0:
+                raise Abandoned(signal.Signals(signum).name)
+            return
         if self.requested is not None:
             print(f"\nSecond signal ({signal.Signals(signum).name}): exiting now.", file=sys.stderr)
             os._exit(128 + signum)
@@ -64,7 +71,22 @@ class PreemptionHandler:
             file=sys.stderr,
         )
         if now:
+            threading.Thread(target=self._insist, args=(signum,), daemon=True).start()
             raise Abandoned(signal.Signals(signum).name)
+
+    def _insist(self, signum: int) -> None:
+        """Raises `Abandoned` again while the given-up work still runs.
+
+        An exception raised by a signal handler lands wherever the main thread is, and there it
+        may be swallowed: in a garbage-collection callback or a ``__del__``, whose errors Python
+        only prints. So until the work has left its `abandonable` block, the handler is called
+        again (`_thread.interrupt_main`) every 0.2 s.
+        """
+        while self._depth > 0 and self._previous:
+            time.sleep(0.2)
+            if self._depth > 0:
+                self._retry = True
+                _thread.interrupt_main(signum)
 
     def _overdue(self, signum: int) -> None:
         print(
@@ -74,6 +96,11 @@ class PreemptionHandler:
             flush=True,
         )
         os._exit(128 + signum)
+
+    def given_up(self) -> None:
+        """Called where `Abandoned` was caught: the work is left, no more `Abandoned`."""
+        self._depth = 0
+        self._retry = False
 
     @contextlib.contextmanager
     def abandonable(self) -> Iterator[None]:

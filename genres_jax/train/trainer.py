@@ -11,6 +11,7 @@ after the current step with a checkpoint.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -131,6 +132,13 @@ def _save(manager, step, state, rng, data_iterator, *, force: bool = False, wait
         ) from None
 
 
+def _settle() -> None:
+    """After work was given up: its loops' iterators (and their reader threads) are closed and
+    the device work it queued ends now, not while the interpreter shuts down."""
+    gc.collect()
+    jax.block_until_ready(jax.live_arrays())
+
+
 def _evaluated(jsonl_path: str, step: int) -> bool:
     """Whether ``metrics.jsonl`` holds the evaluation of ``step``."""
     return any(
@@ -188,6 +196,7 @@ def train_and_evaluate(
         with signals:
             return _train(config, workdir, lock, signals, stop_at, allow_config_change)
     except preemption.Abandoned:
+        signals.given_up()
         if jax.process_index() == 0:
             print(
                 "Stopped by signal before the first step of this run; its newest checkpoint "
@@ -392,7 +401,10 @@ def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict
             try:
                 last_eval = evaluation(step, first_batch)
             except preemption.Abandoned:
+                signals.given_up()
                 ended = "preempted"
+            if ended == "preempted":
+                _settle()  # Out of the except block: its traceback no longer holds the work.
         if signals.requested is not None:
             ended = "preempted"
 
@@ -428,7 +440,10 @@ def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict
                 try:
                     last_eval = evaluation(step, batch)
                 except preemption.Abandoned:
+                    signals.given_up()
                     ended = "preempted"
+                if ended == "preempted":
+                    _settle()  # Out of the except block: its traceback no longer holds the work.
             # Multi-host: every process must agree to stop at the same step, so signals
             # are compared across processes at logging steps only.
             signalled = signals.requested is not None
