@@ -147,12 +147,19 @@ def test_second_signal_exits_at_once(tmp_path, fmnist_data_dir):
     # Steps of about a second, so the second signal arrives while the first waits for one.
     slow = ("--config.model.name=dcgan", "--config.model.features=64", "--config.batch_size=512")
     cmd = _train_cmd(workdir, fmnist_data_dir, "--config.total_steps=1000", "--config.log_every=1")
-    proc = subprocess.Popen([*cmd, *slow], stderr=subprocess.PIPE, text=True)
-    _wait_for_progress(proc, workdir, 0)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)  # Two signals sent back to back can merge into one delivery.
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([*cmd, *slow], stderr=stderr, text=True)
+        _wait_for_progress(proc, workdir, 0)
+        proc.send_signal(signal.SIGINT)
+        # Two signals sent back to back can merge into one delivery: the second is sent once
+        # the first was received, while the run waits for its current step.
+        deadline = time.time() + 60
+        while "SIGINT received" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    err = log.read_text()
     assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert "Second signal (SIGINT): exiting now." in err
     assert "Stopped by signal" not in err
