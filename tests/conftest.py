@@ -138,3 +138,19 @@ def tiny_sr_workdir(sr_data_dir, tmp_path_factory) -> str:
     workdir = str(tmp_path_factory.mktemp("tiny_sr"))
     trainer.train_and_evaluate(config, workdir)
     return workdir
+
+
+def train_cmd(config: str, workdir, data_dir, *overrides) -> list[str]:
+    """``python train.py`` of ``configs/<config>.py`` in ``workdir``: no progress bar, no
+    evaluation, batch 16, then ``overrides`` (``--config.key=value``)."""
+    return [
+        sys.executable,
+        os.path.join(REPO, "train.py"),
+        f"--config={os.path.join(REPO, 'configs', config + '.py')}",
+        f"--workdir={workdir}",
+        f"--config.dataset.data_dir={data_dir}",
+        "--config.progress_bar=false",
+        "--config.eval_every=0",
+        "--config.batch_size=16",
+        *overrides,
+    ]

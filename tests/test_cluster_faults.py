@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, device_env, load_config, tiny
+from conftest import REPO, device_env, load_config, tiny, train_cmd
 from mistakes import one_line
 
 from genres_jax.train import periodic_eval, preemption, summaries, trainer, workdir_lock
@@ -23,20 +23,8 @@ GAN = "gan_mlp_fashion_mnist"
 
 
 def _train_cmd(workdir, data_dir, *overrides) -> list[str]:
-    return [
-        sys.executable,
-        os.path.join(REPO, "train.py"),
-        f"--config={os.path.join(REPO, 'configs', GAN + '.py')}",
-        f"--workdir={workdir}",
-        f"--config.dataset.data_dir={data_dir}",
-        "--config.progress_bar=false",
-        "--config.eval_every=0",
-        "--config.batch_size=16",
-        "--config.log_every=4",
-        "--config.checkpoint_every=4",
-        "--config.keep_checkpoints=2",
-        *overrides,
-    ]
+    every4 = ("--config.log_every=4", "--config.checkpoint_every=4", "--config.keep_checkpoints=2")
+    return train_cmd(GAN, workdir, data_dir, *every4, *overrides)
 
 
 def _records(workdir) -> list[dict]:
@@ -121,7 +109,11 @@ def test_the_lease_is_renewed_and_serves_file_systems_without_locks(tmp_path, mo
 def test_a_second_trainer_stops_at_once_and_a_killed_one_never_blocks(tmp_path, fmnist_data_dir):
     workdir = tmp_path / "run"
     cmd = _train_cmd(workdir, fmnist_data_dir)
-    first = subprocess.Popen([*cmd, "--config.total_steps=100000"], stderr=subprocess.DEVNULL)
+    # Kept checkpoints, none deleted while `sample` below reads the newest one.
+    keep = ("--config.checkpoint_every=40", "--config.keep_checkpoints=1000")
+    first = subprocess.Popen(
+        [*cmd, "--config.total_steps=100000", *keep], stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not (os.path.isdir(workdir / "checkpoints") and _steps(workdir)):
         assert time.time() < deadline and first.poll() is None, "the first trainer made no progress"

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, device_env, load_config, tiny
+from conftest import REPO, device_env, load_config, tiny, train_cmd
 
 from genres_jax.data import inputs
 from genres_jax.train import summaries, trainer
@@ -39,17 +39,7 @@ def _final_state(workdir: str) -> dict:
 
 
 def _train_cmd(workdir, data_dir, *overrides) -> list[str]:
-    return [
-        sys.executable,
-        os.path.join(REPO, "train.py"),
-        f"--config={os.path.join(REPO, 'configs', GAN + '.py')}",
-        f"--workdir={workdir}",
-        f"--config.dataset.data_dir={data_dir}",
-        "--config.progress_bar=false",
-        "--config.eval_every=0",
-        "--config.batch_size=16",
-        *overrides,
-    ]
+    return train_cmd(GAN, workdir, data_dir, *overrides)
 
 
 def _records(workdir) -> list[dict]:

@@ -174,7 +174,7 @@ def layout_difference(directory: str, step: int, abstract_state: Any) -> str:
             saved = reader.item_metadata(step)["state"]
         leaves = jax.tree_util.tree_leaves_with_path(saved)
     except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
-        raise DamagedCheckpoint(_cause(e)) from None
+        raise DamagedCheckpoint(cause_of(e)) from None
     if not leaves:
         raise DamagedCheckpoint("its state has no readable description (_METADATA)")
     have = {_names(p): tuple(m.shape) for p, m in leaves}
@@ -210,7 +210,7 @@ _OS_ERROR = re.compile(r"os_error_code='?(\d+)")
 _TMP_STEP = re.compile(r"/(\d+)\.orbax-checkpoint-tmp")
 
 
-def _cause(e: BaseException) -> str:
+def cause_of(e: BaseException) -> str:
     """Why a checkpoint library call failed, short: an OS error by name when there is one."""
     if isinstance(e, OSError) and e.errno:
         return f"{e.strerror or os.strerror(e.errno)} [Errno {e.errno}]"
@@ -229,7 +229,7 @@ def save_failure(e: BaseException, directory: str) -> tuple[str, int | None]:
     step = int(found.group(1)) if found else None
     if step is not None:
         shutil.rmtree(os.path.join(directory, f"{step}.orbax-checkpoint-tmp"), ignore_errors=True)
-    return _cause(e), step
+    return cause_of(e), step
 
 
 class CheckpointSaveError(UserError):

@@ -41,7 +41,6 @@ class PreemptionHandler:
         # has not stopped by then, it exits anyway (the newest complete checkpoint stays).
         self.grace_s = grace_s
         self._deadline: threading.Timer | None = None
-        self.received_at: float | None = None  # time.monotonic() of the first signal.
         self._abandon = abandon
         self._depth = 0
         self._retry = False
@@ -58,7 +57,6 @@ class PreemptionHandler:
             print(f"\nSecond signal ({signal.Signals(signum).name}): exiting now.", file=sys.stderr)
             os._exit(128 + signum)
         self.requested = signum
-        self.received_at = time.monotonic()
         if self.grace_s > 0:
             self._deadline = threading.Timer(self.grace_s, self._overdue, args=(signum,))
             self._deadline.daemon = True

@@ -33,6 +33,7 @@ from genres_jax.train import (
     nonfinite,
     periodic_eval,
     preemption,
+    resume,
     sharding,
     summaries,
     timing,
@@ -62,89 +63,11 @@ def _any_process(flag: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
-def _restore(manager, abstract_state, state_sh, train_rng, repl, train_iter, workdir, is_chief):
-    """(state, rng, step) of the newest checkpoint that reads back.
-
-    Newer steps that cannot be read (truncated, overwritten or missing files) are moved to
-    ``damaged_checkpoints/`` with a warning, never deleted; with none readable nothing is moved
-    and the run stops. A checkpoint whose tree or shapes do not fit this config is refused.
-    """
-    target = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sh
-    )
-    rng_target = jax.ShapeDtypeStruct(train_rng.shape, train_rng.dtype, sharding=repl)
-    directory = os.path.join(workdir, "checkpoints")
-    damaged: list[tuple[int, str]] = []
-    for step in sorted(manager.all_steps(), reverse=True):
-        try:
-            difference = checkpointing.layout_difference(directory, step, abstract_state)
-            if difference:
-                raise ConfigError(
-                    f"checkpoint {step} in {workdir} does not fit this config's model and data "
-                    f"({difference}). Use another --workdir."
-                )
-            try:
-                state, rng = checkpointing.restore(manager, step, target, rng_target, train_iter)
-            except Exception as e:  # The layout fits: what fails now is the files.
-                raise checkpointing.DamagedCheckpoint(checkpointing._cause(e)) from None
-        except checkpointing.DamagedCheckpoint as e:
-            damaged.append((step, str(e)))
-            continue
-        if damaged:
-            if jax.process_count() > 1:  # Every process has read before one moves anything.
-                multihost_utils.sync_global_devices("checked checkpoints")
-            for bad, cause in damaged:
-                if is_chief:
-                    moved = checkpointing.move_aside(directory, bad)
-                    print(
-                        f"warning: checkpoint {bad} in {directory} cannot be read ({cause}); "
-                        f"moved to {moved}, resuming from step {step}",
-                        file=sys.stderr,
-                    )
-            if jax.process_count() > 1:
-                multihost_utils.sync_global_devices("moved damaged checkpoints")
-            manager.reload()
-        return state, rng, step
-    listed = ", ".join(f"{s} ({cause})" for s, cause in damaged)
-    raise ConfigError(
-        f"no checkpoint in {directory} can be read: {listed}. Nothing was moved or deleted; "
-        "move the damaged steps away to start that workdir afresh, or use another --workdir."
-    )
-
-
-def _save(manager, step, state, rng, data_iterator, *, force: bool = False, wait: bool = False):
-    """`checkpointing.save` (and, with ``wait``, its completion) whose failure - no space, a
-    quota, an I/O error - ends the run with one line; earlier checkpoints are untouched and the
-    unfinished one is removed, so the same command resumes once the cause is gone."""
-    directory = str(manager.directory)
-    try:
-        if step is not None:
-            checkpointing.save(manager, step, state, rng, data_iterator, force=force)
-        if wait:
-            manager.wait_until_finished()
-    except Exception as e:
-        cause, failed = checkpointing.save_failure(e, directory)
-        kept = [s for s in manager.all_steps() if s != failed]
-        raise checkpointing.CheckpointSaveError(
-            f"cannot write checkpoint {failed if failed is not None else step} in {directory}: "
-            f"{cause}. Earlier checkpoints are intact (newest: "
-            f"{max(kept) if kept else 'none'}); free space and run the same command to resume."
-        ) from None
-
-
 def _settle() -> None:
     """After work was given up: its loops' iterators (and their reader threads) are closed and
     the device work it queued ends now, not while the interpreter shuts down."""
     gc.collect()
     jax.block_until_ready(jax.live_arrays())
-
-
-def _evaluated(jsonl_path: str, step: int) -> bool:
-    """Whether ``metrics.jsonl`` holds the evaluation of ``step``."""
-    return any(
-        r.get("kind") == "eval" and r.get("step") == step
-        for r in summaries.read_records(jsonl_path)
-    )
 
 
 def _fitting_step(train_step, state, counters, batch, rng, config):
@@ -281,7 +204,7 @@ def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict
             if config.get("init_from"):
                 state = periodic_eval.init_from(task, state, config.init_from, state_sh, is_chief)
         else:
-            state, train_rng, latest = _restore(
+            state, train_rng, latest = resume.restore_newest_readable(
                 manager, abstract_state, state_sh, train_rng, repl, train_iter, workdir, is_chief
             )
             if is_chief:
@@ -382,6 +305,15 @@ def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict
             writer.flush()
             return result
 
+        def evaluation_or_none(step: int, batch) -> dict[str, float] | None:
+            """`evaluation`, or None when a signal gave it up."""
+            try:
+                return evaluation(step, batch)
+            except preemption.Abandoned:
+                signals.given_up()
+            _settle()  # Out of the except block: its traceback no longer holds the work.
+            return None
+
         def evaluates_at(step: int) -> bool:
             return bool(config.eval_every) and (
                 step % config.eval_every == 0 or step == config.total_steps
@@ -392,19 +324,17 @@ def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict
             latest is not None
             and eval_source is not None
             and evaluates_at(step)
-            and not _evaluated(writer.jsonl_path, step)
+            and not resume.evaluated(writer.jsonl_path, step)
         )
         prelude.close()
         if _any_process(missing):
             if first_batch is None and train_examples is not None:
                 first_batch = sharding.host_batch_to_global(next(train_iter), mesh)
-            try:
-                last_eval = evaluation(step, first_batch)
-            except preemption.Abandoned:
-                signals.given_up()
+            result = evaluation_or_none(step, first_batch)
+            if result is None:
                 ended = "preempted"
-            if ended == "preempted":
-                _settle()  # Out of the except block: its traceback no longer holds the work.
+            else:
+                last_eval = result
         if signals.requested is not None:
             ended = "preempted"
 
@@ -437,25 +367,25 @@ def _train(config, workdir, lock, signals, stop_at, allow_config_change) -> dict
                 ):
                     ended = "nonfinite"
             if evaluates_at(step):
-                try:
-                    last_eval = evaluation(step, batch)
-                except preemption.Abandoned:
-                    signals.given_up()
+                result = evaluation_or_none(step, batch)
+                if result is None:
                     ended = "preempted"
-                if ended == "preempted":
-                    _settle()  # Out of the except block: its traceback no longer holds the work.
+                else:
+                    last_eval = result
             # Multi-host: every process must agree to stop at the same step, so signals
             # are compared across processes at logging steps only.
             signalled = signals.requested is not None
             if (jax.process_count() == 1 or logging_step) and _any_process(signalled):
                 ended = "preempted"
             stopping = ended != "done" or step == end
-            _save(manager, step, state, train_rng, train_iter, force=stopping)
+            with resume.saving(manager, step):
+                checkpointing.save(manager, step, state, train_rng, train_iter, force=stopping)
         # Still under the handler: a second signal during the last save exits at once.
         bar.close()
-        if step > 0 and manager.latest_step() != step:
-            _save(manager, step, state, train_rng, train_iter, force=True)
-        _save(manager, None, state, train_rng, train_iter, wait=True)
+        with resume.saving(manager, step):
+            if step > 0 and manager.latest_step() != step:
+                checkpointing.save(manager, step, state, train_rng, train_iter, force=True)
+            manager.wait_until_finished()
         manager.close()
         if best is not None:
             best.wait_until_finished()

@@ -59,10 +59,6 @@ def _mode() -> str:
     return mode
 
 
-def _now() -> float:
-    return time.time()
-
-
 def _stamp(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -117,8 +113,7 @@ class WorkdirLock:
         if self.held:
             return
         mode = _mode()
-        now = _now()
-        self._record = {"host": socket.gethostname(), "pid": os.getpid(), "since": now}
+        self._record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
         if mode == "auto" and self._try_flock():
             return
         self._take_lease()
@@ -150,7 +145,7 @@ class WorkdirLock:
         return True
 
     def _write_lease(self) -> None:
-        record = {**self._record, "mode": "lease", "heartbeat": _now()}
+        record = {**self._record, "mode": "lease", "heartbeat": time.time()}
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump(record, f)
@@ -160,7 +155,7 @@ class WorkdirLock:
         held = _read(self.path)
         beat = held.get("heartbeat")
         if isinstance(beat, int | float) and held.get("mode") == "lease" and not _pid_gone(held):
-            age = _now() - beat
+            age = time.time() - beat
             if age < LEASE_S:
                 raise self._busy(
                     held,
