@@ -28,6 +28,12 @@ TINY = {
     "srresnet": dict(features=8, num_blocks=2),
     "rrdbnet": dict(features=8, num_blocks=1, growth=4),
     "esrgan": dict(features=8, num_blocks=1, growth=4),
+    "espcn": dict(features=(8, 4)),
+    "fsrcnn": dict(d=8, s=4, m=2),
+    "srvgg": dict(num_feat=8, num_conv=2),
+    "srvgg_32": dict(num_feat=8, num_conv=3),
+    "span": dict(features=8, num_blocks=2),
+    "span_28": dict(features=6, num_blocks=2),
 }
 SCALES = (2, 3, 4)
 
@@ -123,8 +129,8 @@ def test_shape_dtype_and_receptive_radius(name, scale):
     reach = int(np.max(np.abs(changed // scale - p)))
     assert reach <= radius
     assert radius <= 2 * reach
-    if name.startswith("edsr"):
-        assert reach == radius  # the EDSR bound is exact
+    if name.startswith(("edsr", "espcn", "fsrcnn", "srvgg", "span")):
+        assert reach == radius  # these bounds are exact
 
 
 def test_vdsr_with_zero_residual_is_bicubic():

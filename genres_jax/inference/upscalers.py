@@ -31,7 +31,8 @@ CLASSICAL_OVERLAP = 4
 
 
 def load_sr_workdir(workdir: str, scale: float | None = None):
-    """(config, model, inference params, their step, where from) of a super-resolution workdir.
+    """(config, model, inference params, their step, where from) of a super-resolution workdir;
+    the model in its inference form (`tasks.sr.inference_form`).
 
     Raises `workdirs.WorkdirError` for a workdir that is not super-resolution or whose scale
     differs from ``scale`` (when given).
@@ -46,7 +47,8 @@ def load_sr_workdir(workdir: str, scale: float | None = None):
     if scale is not None and scale != config.scale:
         raise workdirs.WorkdirError(f"{workdir!r} upscales x{config.scale}, not x{scale:g}")
     params, step, origin = workdirs.load_inference_params(workdir)
-    return config, sr.build_model(config), params, step, origin
+    model, params = sr.inference_form(sr.build_model(config), params)
+    return config, model, params, step, origin
 
 
 def workdir_predictor(workdir: str, scale: float | None = None):

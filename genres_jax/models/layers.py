@@ -132,3 +132,24 @@ class Upsampler(nn.Module):
             )(x)
             x = pixel_shuffle(x, r)
         return x
+
+
+class ChannelPReLU(nn.Module):
+    """PReLU with one learned slope per channel (PyTorch ``nn.PReLU(num_parameters=C)``).
+
+    ``max(x, 0) + alpha * min(x, 0)`` with ``alpha`` of shape (C,), initialised to 0.25 as in
+    PyTorch; the parameter is named ``alpha`` so converted ``*.weight`` tensors map one to one.
+    """
+
+    negative_slope_init: float = 0.25
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        alpha = self.param(
+            "alpha",
+            nn.initializers.constant(self.negative_slope_init),
+            (x.shape[-1],),
+            self.param_dtype,
+        )
+        return jnp.where(x >= 0, x, alpha.astype(x.dtype) * x)

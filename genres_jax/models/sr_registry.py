@@ -8,8 +8,10 @@ from typing import Any
 import flax.linen as nn
 
 from genres_jax.models.edsr import EDSRBaseline, EDSRLarge
+from genres_jax.models.efficient import ESPCN, FSRCNN, SRVGGNetCompact16, SRVGGNetCompact32
 from genres_jax.models.rdn import RDN
 from genres_jax.models.rrdbnet import RRDBNet
+from genres_jax.models.span import SPAN28, SPAN48
 from genres_jax.models.srcnn import SRCNN, VDSR
 from genres_jax.models.srresnet import SRResNet
 
@@ -23,6 +25,13 @@ SR_MODELS: dict[str, Callable[..., nn.Module]] = {
     "srresnet": SRResNet,
     "rrdbnet": RRDBNet,
     "esrgan": RRDBNet,
+    # Efficient models (README, "Efficient super-resolution").
+    "espcn": ESPCN,
+    "fsrcnn": FSRCNN,
+    "srvgg": SRVGGNetCompact16,  # realesr-animevideov3
+    "srvgg_32": SRVGGNetCompact32,  # realesr-general-x4v3
+    "span": SPAN48,
+    "span_28": SPAN28,
 }
 
 

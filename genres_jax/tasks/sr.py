@@ -45,6 +45,14 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
     )
 
 
+def inference_form(model: nn.Module, params: Any) -> tuple[nn.Module, Any]:
+    """(model, params) that inference runs: re-parameterisable models (SPAN) are folded into
+    their single-convolution form, which computes the same function faster."""
+    if hasattr(model, "deployed") and hasattr(model, "reparameterize"):
+        return model.deployed(), model.reparameterize(params)
+    return model, params
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     build_model(config)  # Unknown names, unsupported scales and bad fields raise here.
     base.lookup(PIXEL_LOSSES, config.loss.name, "pixel loss")

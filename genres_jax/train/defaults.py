@@ -309,3 +309,30 @@ def realesrgan_config(scale: int = 4) -> ml_collections.ConfigDict:
     config.loss.adversarial = "vanilla"
     config.loss.adversarial_weight = 0.1
     return config
+
+
+def scale_argument(arg: str, supported: tuple[int, ...]) -> int:
+    """The scale a config file's argument names (``configs/span.py:x4`` -> 4).
+
+    Raises ValueError naming the supported scales for anything else.
+    """
+    text = str(arg).strip().lower().removeprefix("x")
+    if text.isdigit() and int(text) in supported:
+        return int(text)
+    valid = ", ".join(f"x{s}" for s in supported)
+    raise ValueError(f"unknown scale argument {arg!r}; this config takes one of {valid}")
+
+
+def efficient_sr_config(model: str, scale: int) -> ml_collections.ConfigDict:
+    """A small SR network trained for speed: L1, Adam with warm-up and cosine decay, batch 16 of
+    48x48 LR patches, validation every 1,000 steps (these train on a CPU in minutes to an hour)."""
+    config = sr_config(model, scale)
+    config.total_steps = 20_000
+    config.log_every = 200
+    config.eval_every = 1_000
+    config.checkpoint_every = 1_000
+    config.dataset.lr_patch_size = 48
+    config.optimizer.learning_rate = 5e-4
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_steps = 500
+    return config
