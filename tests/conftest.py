@@ -48,12 +48,13 @@ def fmnist_data_dir(tmp_path_factory) -> str:
 
 
 def load_config(name: str):
-    """``configs/<name>.py``'s ``get_config()``."""
+    """``configs/<name>.py``'s ``get_config()``; ``name:arg`` passes ``arg`` (``span:x4``)."""
+    name, _, arg = name.partition(":")
     path = os.path.join(REPO, "configs", f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    config = module.get_config(arg) if arg else module.get_config()
     if config.get("dataset", {}).get("name") == "lomiri_photos_local":
         # SR tests train on the nine small scikit-image photos (seconds); the 34-megapixel
         # real-photo set of the shipped configs has its own tests (test_lomiri_photos.py).

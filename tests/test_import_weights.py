@@ -379,7 +379,8 @@ def test_cli_errors_are_one_line_and_touch_nothing(tmp_path, capsys):
         (["rrdbnet", missing_key, out], "missing key 'body.0.rdb3.conv4.weight'"),
         (["rrdbnet", good, out, "--scale", "2"], "scale mismatch"),
         (["rrdbnet", good, out, "--scale", "3"], "--scale must be 1, 2 or 4"),
-        (["edsr", good, out], "unknown model 'edsr'; valid: rrdbnet"),
+        (["edsr", good, out], "missing key 'head.0.weight': these are not EDSR weights"),
+        (["vdsr", good, out], "unknown model 'vdsr'; valid: rrdbnet, srvgg, edsr, span"),
     ]
     for args, message in cases:
         rc, err = _main(capsys, *args)

@@ -9,10 +9,20 @@
 `Upscaler` tiles large images (``tile`` LR pixels, exact with the default overlap) and
 ``load_upscaler(..., self_ensemble=True)`` gives EDSR's x8 "+" inference. `Generator`
 samples a GAN's EMA generator or a VAE's prior, optionally through an upscaler
-(``gen.cascade(...)``).
+(``gen.cascade(...)``). ``export_upscaler(workdir, path)`` writes an SR model as one
+``jax.export`` program; ``load_exported(path)`` runs it as an `Upscaler` without the model code.
 """
 
+from genres_jax.inference.exported import export_upscaler, load_exported
 from genres_jax.inference.generators import Generator, load_generator
 from genres_jax.inference.upscalers import Upscaler, classical, load_upscaler
 
-__all__ = ["Generator", "Upscaler", "classical", "load_generator", "load_upscaler"]
+__all__ = [
+    "Generator",
+    "Upscaler",
+    "classical",
+    "export_upscaler",
+    "load_exported",
+    "load_generator",
+    "load_upscaler",
+]
