@@ -81,16 +81,19 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """``get_config()`` of the config file at ``path`` with ``key=value`` overrides applied.
+    """``get_config()`` of the config file at ``path`` with ``key=value`` overrides applied;
+    ``file.py:arg`` passes ``arg`` (``configs/span.py:x4``), as ``train.py --config`` does.
 
     An unknown key is an error, as with ``train.py``'s ``--config.key=value``.
     """
+    path, _, arg = path.partition(".py:")
+    path = path if path.endswith(".py") or not arg else path + ".py"
     if not os.path.isfile(path):
         raise ValueError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location("benchmark_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    config = module.get_config(arg) if arg else module.get_config()
     for text in overrides:
         key, value = parse_override(text)
         target = config

@@ -205,3 +205,26 @@ def test_cpu_comparison_takes_the_median_round_of_each_side(monkeypatch):
     assert rows["shared unguarded"]["ratio"] == pytest.approx(10.0 / 8.0)
     table = compare_torch.format_cpu_table(list(rows.values()))
     assert "| dcgan28_bs64 | shared | 20.0 | 30.0 | 0.67x |" in table
+
+
+def test_inference_flops_match_the_closed_form_and_the_split_adds_up():
+    # ESPCN x2 on a 20x24 LR image: 5x5 3->64, 3x3 64->32, 3x3 32->12 convolutions, SAME
+    # padding, whose taps on the zero border are no work: k*n - (k//2)(k//2 + 1) per axis.
+    result = inference.main(
+        ["--config", os.path.join(REPO, "configs/espcn.py:x2"), "--height", "20", "--width"]
+        + ["24", "--tile", "8", "--repeats", "1", "--split"]
+    )["results"][0]
+
+    def taps(k, n):
+        return k * n - (k // 2) * (k // 2 + 1)
+
+    layers = [(5, 3, 64), (3, 64, 32), (3, 32, 12)]
+    macs = sum(ci * co * taps(k, 20) * taps(k, 24) for k, ci, co in layers)
+    expected = 2 * macs / (40 * 48 / 1e6) / 1e9
+    assert result["gflops_per_output_megapixel"] == pytest.approx(expected, rel=0.01)
+    split = result["upscale_split_seconds"]
+    parts = ("read", "to_device", "model", "to_host", "tiling", "write")
+    assert all(split[p] >= 0 for p in parts if p != "tiling")
+    assert sum(split[p] for p in parts) == pytest.approx(split["total"], rel=1e-6)
+    assert split["outside_model"] == pytest.approx(split["total"] - split["model"], rel=1e-6)
+    assert split["model"] > 0
