@@ -285,3 +285,19 @@ def test_subpixel_deconvolution_equals_flax_conv_transpose(scale):
     )
     assert ours.shape == ref.shape == (2, 5 * scale, 6 * scale, 3)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("build", [ESPCN, FSRCNN])
+def test_bicubic_residual_is_bicubic_plus_the_network(build):
+    from genres_jax.ops.imresize import imresize
+
+    model = build(scale=3, residual="bicubic")
+    plain = build(scale=3)
+    x = jax.random.uniform(jax.random.key(5), (1, 9, 7, 3))
+    params = plain.init(jax.random.key(0), x)["params"]
+    y = model.apply({"params": params}, x)
+    expected = plain.apply({"params": params}, x) + imresize(x, scale=3, method="bicubic")
+    np.testing.assert_allclose(np.asarray(y), np.asarray(expected), rtol=0, atol=1e-5)
+    assert model.receptive_radius >= 2 and model.receptive_radius == max(2, plain.receptive_radius)
+    with pytest.raises(ValueError, match="residual"):
+        build(scale=2, residual="nearest")

@@ -33,6 +33,7 @@ SMALL = {
     "edsr_m": dict(features=8, num_blocks=2),
     "espcn": dict(features=(8, 4)),
     "fsrcnn": dict(d=8, s=4, m=2),
+    "fsrcnn_res": dict(d=8, s=4, m=1, residual="bicubic"),
     "srvgg": dict(num_feat=8, num_conv=3),
     "span_28": dict(features=6, num_blocks=2),
 }
@@ -41,7 +42,7 @@ SMALL = {
 def _small_model(name: str, scale: int):
     from genres_jax.tasks import sr
 
-    model = sr_registry.get_sr_model(name, scale, **SMALL[name])
+    model = sr_registry.get_sr_model(name.removesuffix("_res"), scale, **SMALL[name])
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))["params"]
     # Larger weights than the default init so that every layer visibly mixes its neighbourhood.
     params = jax.tree.map(lambda p: p * 3.0, params)
@@ -50,7 +51,15 @@ def _small_model(name: str, scale: int):
 
 @pytest.mark.parametrize(
     ("name", "scale"),
-    [("edsr_m", 2), ("edsr_m", 3), ("espcn", 2), ("fsrcnn", 3), ("srvgg", 4), ("span_28", 2)],
+    [
+        ("edsr_m", 2),
+        ("edsr_m", 3),
+        ("espcn", 2),
+        ("fsrcnn", 3),
+        ("fsrcnn_res", 4),
+        ("srvgg", 4),
+        ("span_28", 2),
+    ],
 )
 def test_tiled_model_equals_whole_image(name, scale):
     model, params = _small_model(name, scale)
