@@ -58,6 +58,12 @@ def parse_flags(argv: list[str]) -> list[str]:
             detail = detail.args[0]
         _fail(f"unknown config key in an override: {_one_line(detail)}")
     except flags.Error as e:
+        text = str(e)
+        if "Traceback (most recent call last)" in text:
+            # get_config(arg) raised: its own last line is the message, not the traceback.
+            named = text.split(": Error whilst", 1)[0].removeprefix("flag --config=")
+            last = [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-1]
+            _fail(f"config {named}: {last.split(': ', 1)[-1]}")
         _fail(f"{_one_line(e)} (usage: {usage.removeprefix('usage: ')})")
     except SyntaxError as e:
         _fail(f"config file {e.filename}:{e.lineno}: {e.msg}")

@@ -62,6 +62,14 @@ def test_missing_config_file_and_flags(tmp_path):
     proc = _train("--config", str(broken), "--workdir", str(tmp_path))
     assert proc.returncode == 2 and f"{broken}:1" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # A config argument the file refuses (configs/span.py takes x2, x3 or x4).
+    proc = _train("--config", "configs/span.py:x9", "--workdir", str(tmp_path / "w"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        "error: config configs/span.py:x9: unknown scale argument 'x9'; "
+        "this config takes one of x2, x3, x4"
+    )
+    assert not (tmp_path / "w").exists()
 
 
 def test_train_cli_runs_and_prints_where_outputs_are(tmp_path, fmnist_data_dir):
