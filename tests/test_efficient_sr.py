@@ -3,6 +3,8 @@ definitions, and SPAN's re-parameterisation (folded network = trained network)."
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -287,7 +289,7 @@ def test_subpixel_deconvolution_equals_flax_conv_transpose(scale):
     np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("build", [ESPCN, FSRCNN])
+@pytest.mark.parametrize("build", [ESPCN, FSRCNN, functools.partial(span_lib.SPAN, features=4)])
 def test_bicubic_residual_is_bicubic_plus_the_network(build):
     from genres_jax.ops.imresize import imresize
 

@@ -39,18 +39,18 @@ Dtype = Any
 RESIDUALS = ("none", "bicubic")
 
 
-def _check_residual(model: str, residual: str) -> None:
+def check_residual(model: str, residual: str) -> None:
     if residual not in RESIDUALS:
         raise ValueError(f"{model} residual must be one of {RESIDUALS}, got {residual!r}")
 
 
-def _with_residual(y: jax.Array, x: jax.Array, scale: int, residual: str) -> jax.Array:
+def with_residual(y: jax.Array, x: jax.Array, scale: int, residual: str) -> jax.Array:
     if residual == "bicubic":
         return y + bicubic_upsample(x.astype(jnp.float32), scale)
     return y
 
 
-def _residual_radius(radius: int, residual: str) -> int:
+def residual_radius(radius: int, residual: str) -> int:
     # The bicubic kernel reaches 2 LR pixels; the two paths are added, so the larger reach wins.
     return max(radius, lr_receptive_radius([BICUBIC_REACH_LR])) if residual != "none" else radius
 
@@ -73,14 +73,14 @@ class ESPCN(nn.Module):
 
     def __post_init__(self) -> None:
         _check_scale("ESPCN", self.scale)
-        _check_residual("ESPCN", self.residual)
+        check_residual("ESPCN", self.residual)
         super().__post_init__()
 
     @property
     def receptive_radius(self) -> int:
         """LR pixels on each side of an output pixel that can influence it (rounded up)."""
         radius = lr_receptive_radius([(k // 2, 1) for k in self.kernel_sizes])
-        return _residual_radius(radius, self.residual)
+        return residual_radius(radius, self.residual)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -92,7 +92,7 @@ class ESPCN(nn.Module):
             if i < len(widths) - 1:
                 h = jnp.tanh(h)
         y = pixel_shuffle(h, self.scale).astype(jnp.float32)
-        return _with_residual(y, x, self.scale, self.residual)
+        return with_residual(y, x, self.scale, self.residual)
 
 
 # FSRCNN's deconvolution: a 9x9 kernel, so 4 HR pixels of reach each way on the stride-r grid.
@@ -128,7 +128,7 @@ class FSRCNN(nn.Module):
 
     def __post_init__(self) -> None:
         _check_scale("FSRCNN", self.scale)
-        _check_residual("FSRCNN", self.residual)
+        check_residual("FSRCNN", self.residual)
         if self.m < 0:
             raise ValueError(f"FSRCNN needs m >= 0 mapping layers, got {self.m}")
         super().__post_init__()
@@ -137,7 +137,7 @@ class FSRCNN(nn.Module):
     def receptive_radius(self) -> int:
         """LR pixels on each side of an output pixel that can influence it (rounded up)."""
         lr = lr_receptive_radius([(2, 1)] + [(1, 1)] * self.m)
-        return _residual_radius(lr + fsrcnn_deconv_reach(self.scale), self.residual)
+        return residual_radius(lr + fsrcnn_deconv_reach(self.scale), self.residual)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -159,7 +159,7 @@ class FSRCNN(nn.Module):
             param_dtype=self.param_dtype,
             name="deconv",
         )(h)
-        return _with_residual(y.astype(jnp.float32), x, self.scale, self.residual)
+        return with_residual(y.astype(jnp.float32), x, self.scale, self.residual)
 
 
 def deconv_as_subpixel_kernel(kernel: jax.Array, scale: int) -> jax.Array:

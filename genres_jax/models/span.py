@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genres_jax.models import efficient
 from genres_jax.models.layers import (
     DIV2K_RGB_MEAN,
     lr_receptive_radius,
@@ -160,6 +161,7 @@ class SPAN(nn.Module):
     # Training: the branches through their folded kernel (same function and gradients, see
     # Conv3XC) or, False, one after another as the reference runs them.
     via_folded_kernel: bool = True
+    residual: str = "none"  # or "bicubic": learn the detail over the bicubic upsampling
     compute_dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -173,13 +175,15 @@ class SPAN(nn.Module):
                 f"rgb_mean has {len(self.rgb_mean)} entries but channels={self.channels}; "
                 "pass rgb_mean=None or one mean per channel"
             )
+        efficient.check_residual("SPAN", self.residual)
         super().__post_init__()
 
     @property
     def receptive_radius(self) -> int:
         """LR pixels on each side of an output pixel that can influence it (rounded up)."""
         # conv_1, 3 per block, conv_2, the upsampler conv (the 1x1 fusion reaches nothing).
-        return lr_receptive_radius([(1, 1)] * (3 + 3 * self.num_blocks))
+        radius = lr_receptive_radius([(1, 1)] * (3 + 3 * self.num_blocks))
+        return efficient.residual_radius(radius, self.residual)
 
     def deployed(self) -> SPAN:
         """The same network in its inference form (parameters from `reparameterize`)."""
@@ -189,6 +193,7 @@ class SPAN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        lr = x
         kw = dict(
             deploy=self.deploy,
             via_folded_kernel=self.via_folded_kernel,
@@ -226,7 +231,8 @@ class SPAN(nn.Module):
             kernel_init=torch_default_kernel_init,
             name="upsampler",
         )(fused)
-        return pixel_shuffle(y, self.scale).astype(jnp.float32)
+        y = pixel_shuffle(y, self.scale).astype(jnp.float32)
+        return efficient.with_residual(y, lr, self.scale, self.residual)
 
 
 # The paper's model (48 channels, 0.43M parameters at x4) and the NTIRE 2024 entry (28).
