@@ -228,3 +228,31 @@ def test_inference_flops_match_the_closed_form_and_the_split_adds_up():
     assert sum(split[p] for p in parts) == pytest.approx(split["total"], rel=1e-6)
     assert split["outside_model"] == pytest.approx(split["total"] - split["model"], rel=1e-6)
     assert split["model"] > 0
+
+
+def test_pareto_table_gains_and_plot(tmp_path):
+    pareto = importlib.import_module("pareto")
+    evals = tmp_path / "eval"
+    evals.mkdir()
+
+    def write(name, model, scale, val, test):
+        for split, y in (("validation", val), ("test", test)):
+            doc = {"model": model, "scale": scale, "mean": {"psnr_y": y, "ssim_y": 0.9}}
+            (evals / f"{name}_{split}.json").write_text(json.dumps(doc))
+
+    write("bicubic_x2", "bicubic", 2, 37.0, 30.0)
+    write("fsrcnn_x2", "fsrcnn", 2, 38.5, 31.25)
+    speed = tmp_path / "speed.json"
+    result = {"model": "fsrcnn", "scale": 2, "parameters": 24683}
+    result |= {"gflops_per_output_megapixel": 13.7, "tiled": {"output_megapixels_per_s": 2.5}}
+    speed.write_text(json.dumps({"results": [result]}))
+    text = pareto.main(
+        ["--eval-dir", str(evals), "--inference", str(speed)] + ["--out", str(tmp_path / "p.png")]
+    )
+    lines = text.splitlines()
+    assert lines[2].startswith("| bicubic_x2 | x2 | - |")
+    assert lines[3] == (
+        "| fsrcnn_x2 | x2 | 24,683 | 13.7 | 2.50 | 38.50 dB / 0.9000 (+1.50) "
+        "| 31.25 dB / 0.9000 (+1.25) |"
+    )
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

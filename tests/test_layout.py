@@ -11,7 +11,7 @@ import sys
 from conftest import REPO
 
 PACKAGE = os.path.join(REPO, "genres_jax")
-COMMANDS = {"evaluate", "upscale", "sample", "report", "import_weights", "features"}
+COMMANDS = {"evaluate", "upscale", "sample", "report", "import_weights", "features", "export"}
 
 
 def _modules() -> dict[str, ast.Module]:
