@@ -88,7 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=-1,
         help="-1 = the model's receptive radius",
     )
-    p.add_argument("--batch-size", type=cli.positive_int, default=1, help="tiles per device call")
+    p.add_argument(
+        "--batch-size",
+        type=cli.positive_int,
+        default=1,
+        help="tiles per device call; with a folder, tiles of same-size images share the calls",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     args = p.parse_args(argv)
     if len(args.paths) < 2:
@@ -180,6 +185,29 @@ def upscale_folder(args: argparse.Namespace) -> int:
     up = _upscaler(args)  # Loaded and compiled once for all images.
     os.makedirs(args.output, exist_ok=True)
     failed = 0
+    group: list = []  # Consecutive images of one shape, upscaled together.
+
+    def flush() -> None:
+        nonlocal failed
+        if not group:
+            return
+        images = [image for _, _, image in group]
+        try:
+            outs = up.upscale_pixels_many([im.pixels for im in images], outscale=args.outscale)
+        except UserError as e:  # Too large for memory together: say so for each.
+            outs = [e] * len(group)
+        for (source, output, image), out in zip(group, outs, strict=True):
+            try:
+                if isinstance(out, UserError):
+                    raise out
+                bits = image.bit_depth
+                image_files.write_image(output, out, bit_depth=bits, overwrite=args.overwrite)
+            except UserError as e:
+                failed += 1
+                tqdm.write(f"error: skipped {source}: {cli.one_line(e)}", file=sys.stderr)
+            bar.update(1)
+        group.clear()
+
     with tqdm(total=len(jobs), unit="image", disable=None) as bar:
         for source, output in jobs:
             try:
@@ -187,13 +215,17 @@ def upscale_folder(args: argparse.Namespace) -> int:
                 image_files.check_output_path(
                     output, overwrite=args.overwrite, has_alpha=image.has_alpha, inputs=(source,)
                 )
-                _upscale_one(
-                    up, image, source, output, outscale=args.outscale, overwrite=args.overwrite
-                )
             except UserError as e:
                 failed += 1
                 tqdm.write(f"error: skipped {source}: {cli.one_line(e)}", file=sys.stderr)
-            bar.update(1)
+                bar.update(1)
+                continue
+            if group and group[0][2].pixels.shape != image.pixels.shape:
+                flush()
+            group.append((source, output, image))
+            if len(group) >= args.batch_size:
+                flush()
+        flush()
     done = len(jobs) - failed
     print(f"{done} of {len(jobs)} images upscaled into {args.output}", file=sys.stderr)
     return 1 if failed else 0

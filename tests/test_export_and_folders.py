@@ -15,6 +15,7 @@ from PIL import Image
 
 from genres_jax import export as export_cli
 from genres_jax import inference
+from genres_jax import upscale as upscale_cli
 from genres_jax.inference import exported
 
 
@@ -178,3 +179,43 @@ def test_folder_mistakes_are_one_line(tmp_path):
     for proc in (empty, clash, into_itself, missing):
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_same_size_images_share_model_calls_and_give_the_single_image_result(
+    tiny_sr_workdir, tmp_path, capsys
+):
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i in range(5):
+        _photo(src / f"f{i}.png", (11, 13, 3), 10 + i)
+    _photo(src / "other.png", (9, 9, 3), 20)  # another size: its own calls
+    calls = []
+    from genres_jax.inference import upscalers
+
+    real = upscalers.workdir_predictor
+
+    def counting(*a, **k):
+        predict, *rest = real(*a, **k)
+
+        def counted(x):
+            calls.append(x.shape[0])
+            return predict(x)
+
+        return (counted, *rest)
+
+    upscalers.workdir_predictor = counting
+    try:
+        out = tmp_path / "out"
+        args = [str(src), str(out), "--workdir", tiny_sr_workdir, "--tile", "8"]
+        assert upscale_cli.main([*args, "--batch-size", "3"]) == 0
+    finally:
+        upscalers.workdir_predictor = real
+    # 5 images of 2x2 windows = 20 windows in calls of 3, then 4 windows of other.png.
+    assert calls == [3] * 7 + [3, 3]
+    capsys.readouterr()
+    for i in range(5):
+        single = tmp_path / f"single{i}.png"
+        argv = [str(src / f"f{i}.png"), str(single), "--workdir", tiny_sr_workdir, "--tile", "8"]
+        assert upscale_cli.main(argv) == 0
+        got = np.asarray(Image.open(out / f"f{i}.png"))
+        assert np.array_equal(got, np.asarray(Image.open(single)))

@@ -168,24 +168,43 @@ class Upscaler:
         ``outscale`` resizes the result to that factor of the input size (bicubic), as
         Real-ESRGAN's ``--outscale``; ``progress(n)`` is told of every n tiles done.
         """
-        pixels = np.asarray(pixels, np.float32)
-        self.check_memory(pixels.shape, outscale=outscale)
-        has_alpha = pixels.shape[-1] in (2, 4)
-        colour, alpha = (pixels[..., :-1], pixels[..., -1:]) if has_alpha else (pixels, None)
-        grey = colour.shape[-1] == 1 and self.rgb
+        return self.upscale_pixels_many([pixels], outscale=outscale, progress=progress)[0]
+
+    def upscale_pixels_many(
+        self,
+        images: list[np.ndarray],
+        *,
+        outscale: float | None = None,
+        progress: Callable[[int], Any] | None = None,
+    ) -> list[np.ndarray]:
+        """`upscale_pixels` of images of one shape: their tiles (or, when small, the whole
+        images) share the model calls, ``batch_size`` at a time."""
+        images = [np.asarray(p, np.float32) for p in images]
+        if len({p.shape for p in images}) != 1:
+            raise ValueError("upscale_pixels_many needs images of one shape")
+        shape = images[0].shape
+        # K images cost what one K times as tall does.
+        self.check_memory((shape[0] * len(images), *shape[1:]), outscale=outscale)
+        has_alpha = shape[-1] in (2, 4)
+        grey = shape[-1] - has_alpha == 1 and self.rgb
+        colour = np.stack([p[..., :-1] if has_alpha else p for p in images])
         if grey:
             colour = np.repeat(colour, 3, axis=-1)
-        out = self._run(colour, progress)
-        if grey:
-            out = out.mean(axis=-1, keepdims=True)
-        if outscale is not None:
-            size = tuple(max(1, int(outscale * n)) for n in pixels.shape[:2])
-            if size != out.shape[:2]:
-                out = np.asarray(imresize.imresize(jnp.asarray(out), output_shape=size))
-        if alpha is not None:
-            alpha_up = imresize.imresize(jnp.asarray(alpha), output_shape=out.shape[:2])
-            out = np.concatenate([out, np.asarray(alpha_up)], axis=-1)
-        return out
+        outs = self._run(colour, progress)
+        results = []
+        for pixels, out in zip(images, outs, strict=True):
+            if grey:
+                out = out.mean(axis=-1, keepdims=True)
+            if outscale is not None:
+                size = tuple(max(1, int(outscale * n)) for n in shape[:2])
+                if size != out.shape[:2]:
+                    out = np.asarray(imresize.imresize(jnp.asarray(out), output_shape=size))
+            if has_alpha:
+                alpha = jnp.asarray(pixels[..., -1:])
+                alpha_up = imresize.imresize(alpha, output_shape=out.shape[:2])
+                out = np.concatenate([out, np.asarray(alpha_up)], axis=-1)
+            results.append(out)
+        return results
 
     def output_size(self, height: int, width: int, outscale: float | None = None) -> tuple:
         """(H, W) of the result for an input of that size."""
@@ -209,15 +228,21 @@ class Upscaler:
             "ask for a smaller scale or a smaller image",
         )
 
-    def _run(self, image: np.ndarray, progress) -> np.ndarray:
-        h, w = image.shape[:2]
+    def _run(self, images: np.ndarray, progress) -> np.ndarray:
+        """(K, h, w, C) -> (K, h*s, w*s, C'): whole images when small enough, else tiles."""
+        h, w = images.shape[1:3]
         tile = self.tile
         if tile <= 0 or not float(self.scale).is_integer() or (h <= tile and w <= tile):
-            return np.asarray(self.predict(jnp.asarray(image[None])))[0]
+            step = max(1, self.batch_size) if tile > 0 else 1
+            outs = [
+                np.asarray(self.predict(jnp.asarray(images[i : i + step])))
+                for i in range(0, len(images), step)
+            ]
+            return np.concatenate(outs)
         overlap = self.receptive_radius if self.overlap < 0 else self.overlap
-        return tiling.tiled_apply(
+        return tiling.tiled_apply_stack(
             lambda x: self.predict(jnp.asarray(x)),
-            image,
+            images,
             scale=int(self.scale),
             tile=tile,
             overlap=overlap,

@@ -69,17 +69,43 @@ def tiled_apply(
     copies), so a jitted ``fn`` compiles once. Returns float32 (H*scale, W*scale, C').
     ``progress`` is called with the number of windows done after each batch.
     """
-    (wh, ww), windows = _windows(image, tile, overlap)
-    h, w = image.shape[:2]
+    return tiled_apply_stack(
+        fn,
+        image[None],
+        scale=scale,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        progress=progress,
+    )[0]
+
+
+def tiled_apply_stack(
+    fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    *,
+    scale: int,
+    tile: int,
+    overlap: int,
+    batch_size: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """`tiled_apply` of K same-size images (K, H, W, C) at once: the windows of all of them
+    share the ``batch_size`` calls, so small images fill a batch together. Returns float32
+    (K, H*scale, W*scale, C')."""
+    (wh, ww), windows = _windows(images[0], tile, overlap)
+    windows = [(k, r, c) for k in range(images.shape[0]) for r, c in windows]
+    h, w = images.shape[1:3]
     out = None
     for group in _batches(windows, batch_size):
-        crops = [image[r.w0 : r.w0 + wh, c.w0 : c.w0 + ww] for r, c in group]
+        crops = [images[k, r.w0 : r.w0 + wh, c.w0 : c.w0 + ww] for k, r, c in group]
         crops += [crops[0]] * (batch_size - len(crops))
         result = np.asarray(fn(np.stack(crops)), dtype=np.float32)
         if out is None:
-            out = np.empty((h * scale, w * scale, result.shape[-1]), np.float32)
-        for (r, c), res in zip(group, result, strict=False):
-            out[r.c0 * scale : r.c1 * scale, c.c0 * scale : c.c1 * scale] = res[
+            shape = (images.shape[0], h * scale, w * scale, result.shape[-1])
+            out = np.empty(shape, np.float32)
+        for (k, r, c), res in zip(group, result, strict=False):
+            out[k, r.c0 * scale : r.c1 * scale, c.c0 * scale : c.c1 * scale] = res[
                 (r.c0 - r.w0) * scale : (r.c1 - r.w0) * scale,
                 (c.c0 - c.w0) * scale : (c.c1 - c.w0) * scale,
             ]
