@@ -7,10 +7,11 @@ import dataclasses
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
-from conftest import REPO, load_config
+from conftest import load_config
 from PIL import Image
 
 from genres_jax import export as export_cli
@@ -35,9 +36,17 @@ def span_workdir(sr_data_dir, tmp_path_factory) -> str:
     return workdir
 
 
-def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", f"genres_jax.{module}", *map(str, args)]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def run(capsys):
+    """``python -m genres_jax.<module> ARGS`` in this process: (returncode, stderr)."""
+    mains = {"export": export_cli.main, "upscale": upscale_cli.main}
+
+    def call(module: str, *args) -> types.SimpleNamespace:
+        capsys.readouterr()
+        rc = mains[module]([str(a) for a in args])
+        return types.SimpleNamespace(returncode=rc, stderr=capsys.readouterr().err)
+
+    return call
 
 
 @pytest.mark.parametrize("which", ["edsr", "span"])
@@ -75,7 +84,7 @@ def test_exported_program_equals_the_workdir_on_two_sizes(
     assert proc.stdout.strip() == "(1, 10, 14, 3)"
 
 
-def test_damaged_or_foreign_files_are_one_clear_error(tiny_sr_workdir, tmp_path):
+def test_damaged_or_foreign_files_are_one_clear_error(tiny_sr_workdir, tmp_path, run):
     good = tmp_path / "m.jaxexport"
     exported.export_upscaler(tiny_sr_workdir, str(good))
     blob = good.read_bytes()
@@ -91,29 +100,31 @@ def test_damaged_or_foreign_files_are_one_clear_error(tiny_sr_workdir, tmp_path)
         path.write_bytes(data)
         with pytest.raises(exported.ExportError, match=message):
             inference.load_exported(str(path))
-        proc = _run("upscale", image, tmp_path / f"{name}.png", "--exported", path)
+        proc = run("upscale", image, tmp_path / f"{name}.png", "--exported", path)
         assert proc.returncode == 2
         assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
         assert not (tmp_path / f"{name}.png").exists()
     # Exporting over an existing file needs --overwrite, and a non-SR workdir is refused.
-    proc = _run("export", tiny_sr_workdir, good)
+    proc = run("export", tiny_sr_workdir, good)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
     assert good.read_bytes() == blob
-    proc = _run("export", tmp_path, tmp_path / "x.jaxexport")
+    proc = run("export", tmp_path, tmp_path / "x.jaxexport")
     assert proc.returncode == 2 and "not a training workdir" in proc.stderr
-    proc = _run("export", tiny_sr_workdir, tmp_path / "y.jaxexport", "--platforms", "gpu9")
+    proc = run("export", tiny_sr_workdir, tmp_path / "y.jaxexport", "--platforms", "gpu9")
     assert proc.returncode == 2 and "--platforms" in proc.stderr
 
 
-def test_upscale_with_an_exported_file_writes_what_the_workdir_writes(tiny_sr_workdir, tmp_path):
+def test_upscale_with_an_exported_file_writes_what_the_workdir_writes(
+    tiny_sr_workdir, tmp_path, run
+):
     image = tmp_path / "in.png"
     pixels = np.random.default_rng(1).integers(0, 256, (21, 26, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(image)
     program = tmp_path / "m.jaxexport"
-    assert _run("export", tiny_sr_workdir, program).returncode == 0
+    assert run("export", tiny_sr_workdir, program).returncode == 0
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    assert _run("upscale", image, a, "--workdir", tiny_sr_workdir, "--tile", "8").returncode == 0
-    proc = _run("upscale", image, b, "--exported", program, "--tile", "8")
+    assert run("upscale", image, a, "--workdir", tiny_sr_workdir, "--tile", "8").returncode == 0
+    proc = run("upscale", image, b, "--exported", program, "--tile", "8")
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
 
@@ -124,7 +135,7 @@ def _photo(path, shape, seed):
     return pixels
 
 
-def test_folder_of_good_and_bad_files(tiny_sr_workdir, tmp_path):
+def test_folder_of_good_and_bad_files(tiny_sr_workdir, tmp_path, run):
     src = tmp_path / "photos"
     src.mkdir()
     _photo(src / "a.png", (12, 10, 3), 0)
@@ -136,7 +147,7 @@ def test_folder_of_good_and_bad_files(tiny_sr_workdir, tmp_path):
     _photo(extra, (7, 7, 3), 3)
     out = tmp_path / "out"
 
-    proc = _run("upscale", src, extra, out, "--workdir", tiny_sr_workdir)
+    proc = run("upscale", src, extra, out, "--workdir", tiny_sr_workdir)
     assert proc.returncode == 1, proc.stderr  # some failed
     assert "skipped" in proc.stderr and "broken.png" in proc.stderr
     assert "4 of 5 images" in proc.stderr
@@ -146,35 +157,35 @@ def test_folder_of_good_and_bad_files(tiny_sr_workdir, tmp_path):
     assert Image.open(out / "c.png").mode == "L"
     # Each output is what the single-image command writes.
     single = tmp_path / "single.png"
-    assert _run("upscale", src / "a.png", single, "--workdir", tiny_sr_workdir).returncode == 0
+    assert run("upscale", src / "a.png", single, "--workdir", tiny_sr_workdir).returncode == 0
     assert np.array_equal(np.asarray(Image.open(single)), np.asarray(Image.open(out / "a.png")))
 
     # Existing outputs are never replaced without --overwrite: refused before any work.
     before = {n: (out / n).read_bytes() for n in os.listdir(out)}
     os.remove(src / "broken.png")
-    proc = _run("upscale", src, out, "--workdir", tiny_sr_workdir)
+    proc = run("upscale", src, out, "--workdir", tiny_sr_workdir)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and "exist" in proc.stderr
     assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
-    proc = _run("upscale", src, out, "--method", "bicubic", "--scale", "2", "--overwrite")
+    proc = run("upscale", src, out, "--method", "bicubic", "--scale", "2", "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert (out / "a.png").read_bytes() != before["a.png"]
 
 
-def test_folder_mistakes_are_one_line(tmp_path):
+def test_folder_mistakes_are_one_line(tmp_path, run):
     src = tmp_path / "photos"
     src.mkdir()
     bicubic = ("--method", "bicubic", "--scale", "2")
-    empty = _run("upscale", src, tmp_path / "o", *bicubic)
+    empty = run("upscale", src, tmp_path / "o", *bicubic)
     assert empty.returncode == 2 and "no PNG or JPEG images" in empty.stderr
     _photo(src / "a.png", (6, 6, 3), 0)
     other = tmp_path / "other"
     other.mkdir()
     _photo(other / "a.png", (6, 6, 3), 1)
-    clash = _run("upscale", src, other, tmp_path / "o", *bicubic)
+    clash = run("upscale", src, other, tmp_path / "o", *bicubic)
     assert clash.returncode == 2 and "would both be written as a.png" in clash.stderr
-    into_itself = _run("upscale", src, src, *bicubic)
+    into_itself = run("upscale", src, src, *bicubic)
     assert into_itself.returncode == 2 and "holds the inputs" in into_itself.stderr
-    missing = _run("upscale", src, tmp_path / "nope.png", tmp_path / "o", *bicubic)
+    missing = run("upscale", src, tmp_path / "nope.png", tmp_path / "o", *bicubic)
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
     for proc in (empty, clash, into_itself, missing):
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
