@@ -43,13 +43,16 @@ from genres_jax.ops import imresize, tiling
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.ArgumentParser(
-        prog="python -m genres_jax.upscale", description=__doc__.split("\n\n")[0]
+        prog="python -m genres_jax.upscale",
+        usage="%(prog)s INPUT [INPUT ...] OUTPUT (--method M --scale S | --workdir DIR | "
+        "--exported FILE) [options]",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
         "paths",
         nargs="+",
         type=cli.path,
-        metavar="INPUT... OUTPUT",
+        metavar="PATH",
         help="a PNG or JPEG and the file to write (.png, .jpg, .jpeg); or images and/or folders "
         "of them and an output folder",
     )
