@@ -4,7 +4,7 @@ The argument picks the scale (x3 is the paper's main setting):
 
     python train.py --config configs/espcn.py:x3 --workdir runs/espcn_x3
 
-About 26-31k parameters (RGB); trains on a 2-core CPU in well under an hour.
+27-37k parameters (RGB, x2-x4); trains on a 2-core CPU in well under an hour.
 """
 
 import ml_collections

@@ -17,12 +17,12 @@ the whole-image one), so device memory stays bounded whatever the image size. A 
 orientation is applied on reading, so the output is upright. An existing OUTPUT is never
 replaced without ``--overwrite``, also not by a second command racing for the same OUTPUT.
 
-``--self-ensemble`` (with ``--workdir``) averages the model over the 8 rotations and flips of
-the input, EDSR's "+" inference: 8x the compute for a small PSNR gain.
+``--self-ensemble`` (with ``--workdir`` or ``--exported``) averages the model over the 8
+rotations and flips of the input, EDSR's "+" inference: 8x the compute for a small PSNR gain.
 
-``--outscale F`` (with ``--workdir``) gives an output of int(F * size) pixels per side from a
-model of another scale, as Real-ESRGAN's inference script does: the model's output is resized
-by MATLAB-style bicubic (antialiased when reducing), e.g. x3.5 from an x4 model.
+``--outscale F`` (with ``--workdir`` or ``--exported``) gives an output of int(F * size) pixels
+per side from a model of another scale, as Real-ESRGAN's inference script does: the output is
+resized by MATLAB-style bicubic (antialiased when reducing), e.g. x3.5 from an x4 model.
 """
 
 from __future__ import annotations
@@ -72,12 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--outscale",
         type=cli.positive_float,
-        help="with --workdir: resize the model's output to this factor of the input (bicubic)",
+        help="with a model: resize its output to this factor of the input (bicubic)",
     )
     p.add_argument(
         "--self-ensemble",
         action="store_true",
-        help="with --workdir: average the model over the 8 rotations and flips (8x the compute)",
+        help="with a model: average it over the 8 rotations and flips (8x the compute)",
     )
     p.add_argument(
         "--tile",
@@ -266,11 +266,12 @@ def batch_jobs(inputs: list[str], output_folder: str) -> list[tuple[str, str]]:
     jobs, seen = [], {}
     for source in sources:
         name = os.path.basename(source)
-        if name in seen:
+        key = name.casefold()  # a.png and A.png are one file on macOS and Windows
+        if key in seen:
             raise UserError(
-                f"{source} and {seen[name]} would both be written as {name} in {output_folder}"
+                f"{source} and {seen[key]} would both be written as {name} in {output_folder}"
             )
-        seen[name] = source
+        seen[key] = source
         output = os.path.join(output_folder, name)
         if os.path.exists(output) and os.path.samefile(output, source):
             raise UserError(f"OUTPUT {output_folder} holds the inputs; write to another folder")

@@ -222,12 +222,10 @@ def test_inference_flops_match_the_closed_form_and_the_split_adds_up():
     macs = sum(ci * co * taps(k, 20) * taps(k, 24) for k, ci, co in layers)
     expected = 2 * macs / (40 * 48 / 1e6) / 1e9
     assert result["gflops_per_output_megapixel"] == pytest.approx(expected, rel=0.01)
+    # The timed parts (tiling is what is left of upscale_pixels, so not checked on its own).
     split = result["upscale_split_seconds"]
-    parts = ("read", "to_device", "model", "to_host", "tiling", "write")
-    assert all(split[p] >= 0 for p in parts if p != "tiling")
-    assert sum(split[p] for p in parts) == pytest.approx(split["total"], rel=1e-6)
-    assert split["outside_model"] == pytest.approx(split["total"] - split["model"], rel=1e-6)
-    assert split["model"] > 0
+    for part in ("read", "to_device", "model", "to_host", "write"):
+        assert 0 < split[part] < split["total"], part
 
 
 def test_pareto_table_gains_and_plot(tmp_path):

@@ -27,7 +27,9 @@ def span_workdir(sr_data_dir, tmp_path_factory) -> str:
 
     config = load_config("span:x2")
     config.dataset.data_dir = sr_data_dir
-    config.model.overrides = {"features": 6, "num_blocks": 2}
+    # The shipped config's form (bicubic residual, img_range 1), only smaller.
+    config.model.overrides.update({"features": 6, "num_blocks": 2})
+    assert config.model.overrides["residual"] == "bicubic"
     config.dataset.lr_patch_size = 16
     config.batch_size, config.total_steps, config.eval_every = 4, 2, 2
     config.sr_eval.max_images, config.sr_eval.panels, config.progress_bar = 1, 0, False

@@ -224,3 +224,23 @@ def test_nearest_defaults_to_no_antialiasing_as_matlab(image):
     assert not np.allclose(
         default, np.asarray(imresize(x, 0.5, method="nearest", antialiasing=True))
     )
+
+
+@pytest.mark.parametrize("method", ["bicubic", "bilinear", "nearest", "lanczos3"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_integer_upsampling_for_any_size_equals_imresize(method, scale):
+    # The polyphase form (no sizes needed up front, so it exports with symbolic shapes).
+    from genres_jax.ops.imresize import upsample_integer
+
+    for h, w in [(1, 1), (2, 3), (7, 5)]:
+        x = np.random.default_rng(h * w).random((2, h, w, 3)).astype(np.float32)
+        ours = upsample_integer(jnp.asarray(x), scale, method=method)
+        ref = imresize(jnp.asarray(x), scale=float(scale), method=method)
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=0, atol=1e-6)
+    if method != "bicubic":
+        return
+    b, h, w = jax.export.symbolic_shape("b, h, w")
+    spec = jax.ShapeDtypeStruct((b, h, w, 3), jnp.float32)
+    exported = jax.export.export(jax.jit(lambda x: upsample_integer(x, scale)))(spec)
+    y = exported.call(np.ones((1, 4, 6, 3), np.float32))
+    assert y.shape == (1, 4 * scale, 6 * scale, 3)

@@ -105,7 +105,7 @@ def read_exported(path: str) -> tuple[dict, jax.export.Exported]:
         program = jax.export.deserialize(bytearray(parts[2]))
     except Exception:  # A truncated or altered program fails deep inside the deserialiser.
         raise ExportError(f"{path}: the program is damaged or truncated; export it again") from None
-    platform = jax.default_backend()
+    platform = jax.export.default_export_platform()  # "cuda", not jax.default_backend()'s "gpu"
     if platform not in program.platforms:
         raise ExportError(
             f"{path} was exported for {', '.join(program.platforms)}, not {platform}; export "

@@ -44,6 +44,14 @@ def _shape(state: Mapping[str, Any], key: str, what: str) -> tuple[int, ...]:
     return tuple(int(n) for n in np.shape(state[key]))
 
 
+def _conv_outputs(state: Mapping[str, Any], key: str, what: str) -> int:
+    """Output channels of the conv weight at ``key`` (a 4-d array, or a clear error)."""
+    shape = _shape(state, key, what)
+    if len(shape) != 4:
+        raise WeightImportError(f"{key} has shape {shape}, expected a 4-d conv weight")
+    return shape[0]
+
+
 def _scale_of(channels: int, key: str) -> int:
     r = int(round((channels / 3) ** 0.5))
     if r < 1 or 3 * r * r != channels:
@@ -80,7 +88,7 @@ def convert_srvgg(state: Mapping[str, Any], scale: int | None = None) -> Importe
             f"found body indices {convs[:8]}{'...' if len(convs) > 8 else ''}"
         )
     num_conv = last // 2 - 1
-    out = _shape(state, f"body.{last}.weight", "SRVGGNetCompact")[0]
+    out = _conv_outputs(state, f"body.{last}.weight", "SRVGGNetCompact")
     inferred = _scale_of(out, f"body.{last}.weight")
     _check_scale(scale, inferred, f"body.{last}.weight")
     params: dict[str, Any] = {}
@@ -106,7 +114,7 @@ def convert_edsr(state: Mapping[str, Any], scale: int | None = None) -> Imported
     while f"body.{n}.body.0.weight" in state:
         n += 1
     x4 = "tail.0.2.weight" in state
-    up_out = _shape(state, "tail.0.0.weight", "EDSR")[0]
+    up_out = _conv_outputs(state, "tail.0.0.weight", "EDSR")
     if x4:
         inferred = 4
         if up_out != 4 * f:
@@ -181,7 +189,7 @@ def convert_span(state: Mapping[str, Any], scale: int | None = None) -> Imported
         blocks += 1
     if blocks < 2:
         raise WeightImportError(f"found {blocks} SPAB blocks (block_1.c1_r...), expected >= 2")
-    out = _shape(state, "upsampler.0.weight", "SPAN")[0]
+    out = _conv_outputs(state, "upsampler.0.weight", "SPAN")
     inferred = _scale_of(out, "upsampler.0.weight")
     _check_scale(scale, inferred, "upsampler.0.weight")
     used: set[str] = set()

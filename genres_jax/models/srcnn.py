@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from genres_jax.models.layers import lr_receptive_radius
-from genres_jax.ops.imresize import imresize
+from genres_jax.ops.imresize import upsample_integer
 
 Dtype = Any
 
@@ -33,10 +33,9 @@ def _check_integer_scale(model: str, scale: int) -> None:
 
 
 def bicubic_upsample(x: jax.Array, scale: int) -> jax.Array:
-    """MATLAB-style bicubic upsampling of an NHWC float32 batch by an integer ``scale``."""
-    if scale == 1:
-        return x
-    return imresize(x, scale=float(scale), method="bicubic")
+    """MATLAB-style bicubic upsampling of an NHWC float32 batch by an integer ``scale``, for any
+    (also symbolic) image size, so models built on it export with ``jax.export``."""
+    return upsample_integer(x, scale, method="bicubic")
 
 
 class SRCNN(nn.Module):
