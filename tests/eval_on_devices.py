@@ -29,6 +29,10 @@ SR_MODELS = {
     "rdn": {"num_blocks": 1, "num_layers": 2, "features": 8, "growth": 4},
     "rrdbnet": {"num_blocks": 1, "features": 8, "growth": 4},
     "srresnet": {"num_blocks": 1, "features": 8},
+    "espcn": {"features": (8, 4)},
+    "fsrcnn": {"d": 8, "s": 4, "m": 1},
+    "srvgg": {"num_feat": 8, "num_conv": 2},
+    "span": {"features": 6, "num_blocks": 2},
 }
 DISCRIMINATORS = {"vgg": {"features": 4, "hidden": 8}, "unet": {"features": 4}}
 # Not a multiple of 3 or 8: evaluation pads each batch to the device count.
@@ -49,7 +53,9 @@ def tiny_for_devices(name: str, fm_data_dir: str, sr_data_dir: str):
     if sr:
         family = config.model.name.split("_")[0]
         settings.update({"dataset.lr_patch_size": 8, "sr_eval.max_images": 1})
-        settings.update({"sr_eval.panels": 0, "model.overrides": SR_MODELS[family]})
+        # The config's own form (e.g. a bicubic residual), at a tiny size.
+        overrides = {**config.model.overrides, **SR_MODELS[family]}
+        settings.update({"sr_eval.panels": 0, "model.overrides": overrides})
         if "discriminator" in config:
             settings["discriminator.overrides"] = DISCRIMINATORS[config.discriminator.name]
         if "perceptual_weight" in config.get("loss", {}):
