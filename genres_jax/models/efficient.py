@@ -25,6 +25,7 @@ import numpy as np
 
 from genres_jax.models.layers import (
     ChannelPReLU,
+    check_integer_scale,
     lr_receptive_radius,
     pixel_shuffle,
     same_conv,
@@ -55,11 +56,6 @@ def residual_radius(radius: int, residual: str) -> int:
     return max(radius, lr_receptive_radius([BICUBIC_REACH_LR])) if residual != "none" else radius
 
 
-def _check_scale(model: str, scale: int) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"{model} needs a positive integer scale (e.g. 2, 3, 4), got {scale!r}")
-
-
 class ESPCN(nn.Module):
     """ESPCN: three LR convolutions (tanh between) and one sub-pixel (pixel-shuffle) layer."""
 
@@ -72,7 +68,7 @@ class ESPCN(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        _check_scale("ESPCN", self.scale)
+        check_integer_scale("ESPCN", self.scale)
         check_residual("ESPCN", self.residual)
         super().__post_init__()
 
@@ -127,7 +123,7 @@ class FSRCNN(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        _check_scale("FSRCNN", self.scale)
+        check_integer_scale("FSRCNN", self.scale)
         check_residual("FSRCNN", self.residual)
         if self.m < 0:
             raise ValueError(f"FSRCNN needs m >= 0 mapping layers, got {self.m}")
@@ -237,7 +233,7 @@ class SRVGGNetCompact(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        _check_scale("SRVGGNetCompact", self.scale)
+        check_integer_scale("SRVGGNetCompact", self.scale)
         super().__post_init__()
 
     @property

@@ -77,6 +77,12 @@ def check_scale(model: str, scale: int, supported: Iterable[int]) -> None:
         raise ValueError(f"{model} supports scales {supported}, got {scale!r}")
 
 
+def check_integer_scale(model: str, scale: int) -> None:
+    """Raises a ValueError unless ``scale`` is a positive integer (models that build any scale)."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"{model} needs a positive integer scale (e.g. 2, 3, 4), got {scale!r}")
+
+
 def lr_receptive_radius(reaches: Iterable[tuple[int, int]]) -> int:
     """Conservative reach, in LR pixels, of a chain of stencil ops at various resolutions.
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from genres_jax.models import efficient
 from genres_jax.models.layers import (
     DIV2K_RGB_MEAN,
+    check_integer_scale,
     lr_receptive_radius,
     pixel_shuffle,
     torch_default_kernel_init,
@@ -166,8 +167,7 @@ class SPAN(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
-            raise ValueError(f"SPAN needs a positive integer scale, got {self.scale!r}")
+        check_integer_scale("SPAN", self.scale)
         if self.num_blocks < 2:
             raise ValueError(f"SPAN needs at least 2 blocks, got {self.num_blocks}")
         if self.rgb_mean is not None and len(self.rgb_mean) != self.channels:

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genres_jax.models.layers import lr_receptive_radius
+from genres_jax.models.layers import check_integer_scale, lr_receptive_radius
 from genres_jax.ops.imresize import upsample_integer
 
 Dtype = Any
@@ -25,11 +25,6 @@ BICUBIC_REACH_LR = (3, 2)
 # He initialisation: SRCNN/VDSR are plain ReLU stacks without skips inside, so a fan-in
 # variance of 2 is what keeps 20 layers from vanishing at initialisation.
 _he_init = nn.initializers.he_normal()
-
-
-def _check_integer_scale(model: str, scale: int) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"{model} needs a positive integer scale (e.g. 2, 3, 4), got {scale!r}")
 
 
 def bicubic_upsample(x: jax.Array, scale: int) -> jax.Array:
@@ -53,7 +48,7 @@ class SRCNN(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        _check_integer_scale("SRCNN", self.scale)
+        check_integer_scale("SRCNN", self.scale)
         super().__post_init__()
 
     @property
@@ -95,7 +90,7 @@ class VDSR(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        _check_integer_scale("VDSR", self.scale)
+        check_integer_scale("VDSR", self.scale)
         if self.num_layers < 2:
             raise ValueError(f"VDSR needs at least 2 conv layers, got {self.num_layers}")
         super().__post_init__()
